@@ -1,0 +1,119 @@
+"""The bodies of the ``tinysr`` sub-commands."""
+from __future__ import annotations
+
+import json
+import time
+from importlib import resources
+from pathlib import Path
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+        return h, w
+    except ValueError:
+        raise ValueError(f"size {text!r}: expected HxW, e.g. 180x320") from None
+
+
+def cmd_models(args):
+    from ..checkpoint import has_bundled_weights
+    from ..complexity import measure
+    from ..models import create_model, get_entry, list_models
+
+    h, w = parse_size(args.input_size)
+    print(f"{'name':<14}{'scale':>6}{'params':>12}{'Mult-Adds':>14}  weights  description")
+    for name in list_models(args.pattern):
+        e = get_entry(name)
+        c = measure(create_model(name), (h, w))
+        print(f"{name:<14}{'x' + str(e.scale):>6}{c.params / 1e3:>10.1f} K{c.mult_adds / 1e9:>12.2f} G  "
+              f"{'bundled' if has_bundled_weights(name) else '-':<8} {e.description}")
+    print(f"(Mult-Adds for a {h}x{w} LR input)")
+
+
+def sample_image() -> Path:
+    return Path(str(resources.files("tinysr") / "samples" / "grace_hopper_160.png"))
+
+
+def cmd_upscale(args):
+    from ..imageio import list_images
+    from ..runtimes import make_runner
+    from ..upscale import upscale_files
+
+    inputs = args.inputs or [str(sample_image())]
+    if not args.inputs:
+        print(f"no input given: upscaling the bundled sample {sample_image().name}")
+    files = list_images(inputs)
+    if not files:
+        raise FileNotFoundError("no images found in the inputs")
+    t0 = time.perf_counter()
+    runner = make_runner(args.model, args.runtime, args.threads)
+    load_s = time.perf_counter() - t0
+    if args.output:
+        out = Path(args.output)
+    else:
+        out = Path(f"{files[0].stem}_x{runner.scale}.png") if len(files) == 1 else Path(f"upscaled_x{runner.scale}")
+    fmt = f".{args.format}" if args.format else None
+    reports = upscale_files(runner, files, out, args.tile, args.tile_overlap, progress=not args.quiet, fmt=fmt)
+    for r in reports:
+        print(f"{r.src} ({r.in_size[0]}x{r.in_size[1]}) -> {r.dst} ({r.out_size[0]}x{r.out_size[1]}) "
+              f"in {r.seconds:.2f} s")
+    total = sum(r.seconds for r in reports)
+    print(f"model {args.model} (x{runner.scale}, {runner.name}), loaded in {load_s:.2f} s; "
+          f"{len(reports)} image(s) in {total:.2f} s")
+
+
+def cmd_eval(args):
+    from ..evaluate import as_json, evaluate, format_table
+    from ..runtimes import make_runner
+
+    runner = make_runner(args.model, args.runtime)
+    lp = {"auto": None, "on": True, "off": False}[args.lpips]
+    results = {}
+    for data in args.data:
+        save = Path(args.save) / Path(data).name if args.save else None
+        rows = evaluate(runner, data, lpips=lp, save_dir=save, compare=args.compare, progress=not args.quiet)
+        results[Path(data).name] = rows
+        lp = lp if lp is not None else any(r.lpips is not None for r in rows) or False
+    if args.json:
+        print(json.dumps({"model": args.model, "scale": runner.scale,
+                          "datasets": {k: as_json(v) for k, v in results.items()}}, indent=2))
+    else:
+        for name, rows in results.items():
+            print(f"\n{name} (x{runner.scale}, Y channel, shave {runner.scale})")
+            print(format_table(rows))
+
+
+def cmd_train(args):
+    from ..train.config import TrainConfig
+    from ..train.trainer import train
+
+    cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    overrides = list(args.set)
+    for key in ("model", "out_dir", "steps", "train_data", "val_data", "init_from", "genotype", "seed"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(value)}")
+    cfg = cfg.override(overrides)
+    result = train(cfg, resume=not args.no_resume, progress=not args.quiet)
+    best = "-" if result.best_psnr is None else f"{result.best_psnr:.3f} dB"
+    print(f"stopped at step {result.step}/{cfg.steps}; best validation PSNR {best}; checkpoints in {result.out_dir}")
+
+
+def cmd_import_weights(args):
+    import torch
+
+    from ..checkpoint import save_checkpoint
+    from ..complexity import count_params
+    from ..foreign import import_state_dict
+
+    src = Path(args.source)
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: no such file")
+    sd = torch.load(src, map_location="cpu", weights_only=True)
+    imp = import_state_dict(sd.get("state_dict", sd) if isinstance(sd, dict) else sd)
+    save_checkpoint(args.output, imp.model, meta={"imported_from": str(src), "source_format": imp.source_format})
+    print(f"{src}: {imp.source_format} checkpoint -> {imp.architecture}, {count_params(imp.model)} params; "
+          f"all keys matched (strict)")
+    for note in imp.notes:
+        print(f"  {note}")
+    print(f"wrote {args.output}")

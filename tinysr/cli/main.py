@@ -1,0 +1,88 @@
+"""``tinysr`` command line: thin commands over the library.
+
+Errors a user can cause print one line (``tinysr: error: ...``) and exit 2; ``-v`` shows the trace.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tinysr", description="Tiny perceptual super-resolution: train, evaluate, use.")
+    p.add_argument("-v", "--verbose", action="store_true", help="show full tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("models", help="list registered models with parameters and Mult-Adds")
+    s.add_argument("pattern", nargs="?", default="*")
+    s.add_argument("--input-size", default="180x320", help="LR input HxW for Mult-Adds (default 180x320 -> 720p at x4)")
+    s.set_defaults(func=commands.cmd_models)
+
+    s = sub.add_parser("upscale", help="upscale images (files, folders, globs)")
+    s.add_argument("inputs", nargs="*", help="images, folders or globs (default: a bundled sample image)")
+    s.add_argument("-o", "--output", help="output file (one input) or folder (default: NAME_x{scale}.png here)")
+    s.add_argument("--model", default="tpsr_x4", help="registry name, checkpoint, .onnx or .tflite (default tpsr_x4)")
+    s.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnxruntime", "litert"])
+    s.add_argument("--tile", type=int, default=256, help="LR tile side (default 256)")
+    s.add_argument("--tile-overlap", type=int, default=16, help="context pixels around each tile (default 16)")
+    s.add_argument("--threads", type=int, default=0)
+    s.add_argument("--format", choices=["png", "jpg", "tif", "webp"], help="output format for folder outputs")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=commands.cmd_upscale)
+
+    s = sub.add_parser("eval", help="PSNR / SSIM / LPIPS on a benchmark folder")
+    s.add_argument("--model", required=True, help="registry name, checkpoint, .onnx or .tflite")
+    s.add_argument("--data", required=True, nargs="+", help="folders with HR/ (+ LR_bicubic/X{s}/), or HR images")
+    s.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnxruntime", "litert"])
+    s.add_argument("--lpips", choices=["auto", "on", "off"], default="auto",
+                   help="auto: when its weights are found (see TINYSR_WEIGHTS)")
+    s.add_argument("--save", help="folder for SR images")
+    s.add_argument("--compare", action="store_true", help="also save bicubic | model | ground-truth crops")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=commands.cmd_eval)
+
+    s = sub.add_parser("train", help="stage-one L1 training (resumes from OUT_DIR/last.pt)")
+    s.add_argument("config", nargs="?", help="YAML or TOML config (see tinysr/configs/)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    s.add_argument("--model"), s.add_argument("--out-dir"), s.add_argument("--steps", type=int)
+    s.add_argument("--train-data", nargs="+"), s.add_argument("--val-data"), s.add_argument("--init-from")
+    s.add_argument("--genotype", help="TPSR-family cell, e.g. 'conv3@in conv3@0'")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--no-resume", action="store_true", help="start over even if OUT_DIR/last.pt exists")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=commands.cmd_train)
+
+    s = sub.add_parser("import-weights", help="convert a published checkpoint (e.g. TPSR authors' .pt) into a tinysr checkpoint")
+    s.add_argument("source")
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(func=commands.cmd_import_weights)
+    return p
+
+
+def _one_line_warning(message, category, filename, lineno, line=None):
+    return f"tinysr: warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.formatwarning = _one_line_warning
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print("tinysr: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
+        if args.verbose:
+            raise
+        print(f"tinysr: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

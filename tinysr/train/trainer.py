@@ -1,0 +1,217 @@
+"""Stage one of the paper: L1 distortion training, resumable and deterministic.
+
+Every batch is a pure function of ``(seed, step)`` (which images, which crops, which
+flips), so a run killed at any point and resumed from ``last.pt`` continues with exactly
+the batches it would have seen. ``best.pt`` keeps the best validation PSNR.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from ..checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
+from ..data.datasets import HRFolderDataset, benchmark_dataset
+from ..models import create_model, get_entry
+from .config import TrainConfig
+
+
+class StepBatchSampler(Sampler):
+    """Yields, for steps ``start..steps-1``, a batch of ``(image_index, crop_seed)`` keys."""
+
+    def __init__(self, n_images: int, batch_size: int, seed: int, start: int, steps: int):
+        self.n, self.batch, self.seed, self.start, self.steps = n_images, batch_size, seed, start, steps
+
+    def __iter__(self):
+        for step in range(self.start, self.steps):
+            rng = np.random.default_rng([self.seed, step])
+            idx = rng.integers(0, self.n, self.batch)
+            yield [(int(i), (self.seed, step, k)) for k, i in enumerate(idx)]
+
+    def __len__(self):
+        return max(0, self.steps - self.start)
+
+
+def build_model(cfg: TrainConfig) -> nn.Module:
+    kwargs = {"genotype": cfg.genotype} if cfg.genotype else {}
+    if kwargs and get_entry(cfg.model).family != "tpsr":
+        raise ValueError(f"genotype only applies to TPSR-family models, not {cfg.model}")
+    return create_model(cfg.model, **kwargs)
+
+
+def init_from_checkpoint(model: nn.Module, path: str) -> list[str]:
+    """Copy every tensor whose name and shape match (e.g. x2 -> x4); return the names copied."""
+    src = model_from_checkpoint(read_checkpoint(path), path).state_dict()
+    own = model.state_dict()
+    copied = [k for k, v in src.items() if k in own and own[k].shape == v.shape]
+    if not copied:
+        raise ValueError(f"{path}: no tensor matches {type(model).__name__} by name and shape")
+    own.update({k: src[k] for k in copied})
+    model.load_state_dict(own)
+    return copied
+
+
+def make_scheduler(opt, cfg: TrainConfig):
+    if cfg.scheduler == "cosine":
+        floor = cfg.lr_min / cfg.lr
+
+        def f(step):
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))
+    else:
+        def f(step):
+            return cfg.lr_gamma ** (step // cfg.lr_step)
+    return torch.optim.lr_scheduler.LambdaLR(opt, f)
+
+
+@torch.no_grad()
+def validate(model: nn.Module, dataset, scale: int) -> float:
+    from ..metrics.psnr_ssim import psnr_y
+
+    model.eval()
+    scores = []
+    for i in range(len(dataset)):
+        lr, hr = dataset[i]
+        sr = model(lr[None]).clamp_(0, 1)[0]
+        to8 = lambda t: (t.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)  # noqa: E731
+        scores.append(psnr_y(to8(sr), to8(hr), shave=scale))
+    model.train()
+    return float(np.mean(scores))
+
+
+@dataclass
+class TrainResult:
+    step: int
+    best_psnr: float | None
+    last_psnr: float | None
+    out_dir: Path
+
+
+def _collate(batch):
+    lrs, hrs = zip(*batch)
+    return torch.stack(lrs), torch.stack(hrs)
+
+
+def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_after: int | None = None) -> TrainResult:
+    """Run (or resume) L1 training. ``stop_after``: stop once this step is reached (for tests/interrupts)."""
+    from tqdm.auto import tqdm
+
+    cfg.validate()
+    if not cfg.train_data:
+        raise ValueError("no train_data folders given")
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+
+    model = build_model(cfg)
+    scale = model.scale
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
+    sched = make_scheduler(opt, cfg)
+    step, best = 0, None
+    last_ckpt = out / "last.pt"
+    if resume and last_ckpt.is_file():
+        state = read_checkpoint(last_ckpt)
+        if state.get("train_config", {}).get("model") not in (None, cfg.model):
+            raise ValueError(f"{last_ckpt} belongs to a run of {state['train_config']['model']}, not {cfg.model}")
+        model.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, best = state["meta"]["step"], state["meta"].get("best_psnr")
+        torch.set_rng_state(state["torch_rng"])
+        tqdm.write(f"resuming {out} from step {step}")
+    elif cfg.init_from:
+        copied = init_from_checkpoint(model, cfg.init_from)
+        tqdm.write(f"initialised {len(copied)}/{len(model.state_dict())} tensors from {cfg.init_from}")
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    data = HRFolderDataset(cfg.train_data, scale, cfg.patch_size, augment=True, seed=cfg.seed)
+    data.preload(progress=progress)
+    val = benchmark_dataset(cfg.val_data, scale) if cfg.val_data else None
+    end = min(cfg.steps, stop_after) if stop_after is not None else cfg.steps
+    loader = DataLoader(data, batch_sampler=StepBatchSampler(len(data.names), cfg.batch_size, cfg.seed, step, end),
+                        num_workers=cfg.workers, collate_fn=_collate, persistent_workers=False)
+    log_path = out / "log.csv"
+    new_log = not log_path.is_file() or step == 0
+    log_file = open(log_path, "w" if new_log else "a", newline="")
+    log = csv.writer(log_file)
+    if new_log:
+        log.writerow(["step", "loss", "lr", "val_psnr", "seconds"])
+    l1 = nn.L1Loss()
+    model.train()
+    last_psnr = None
+    t0 = time.time()
+
+    def save(name: str, psnr=None):
+        meta = {"step": step, "best_psnr": best, "val_psnr": psnr, "train_config": cfg.to_dict()}
+        save_checkpoint(out / name, model, meta=meta, train_config=cfg.to_dict(), optimizer=opt.state_dict(),
+                        scheduler=sched.state_dict(), torch_rng=torch.get_rng_state())
+
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.model}", disable=not progress, dynamic_ncols=True)
+    running = None
+    try:
+        for lr_img, hr_img in loader:
+            loss = l1(model(lr_img), hr_img)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            bar.update(1)
+            val_psnr = None
+            if val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+                val_psnr = last_psnr = validate(model, val, scale)
+                if best is None or val_psnr > best:
+                    best = val_psnr
+                    save("best.pt", val_psnr)
+            if step % 50 == 0 or val_psnr is not None:
+                log.writerow([step, f"{running:.6f}", f"{sched.get_last_lr()[0]:.3e}",
+                              "" if val_psnr is None else f"{val_psnr:.4f}", f"{time.time() - t0:.1f}"])
+                log_file.flush()
+            bar.set_postfix(loss=f"{running:.4f}", psnr="-" if last_psnr is None else f"{last_psnr:.2f}",
+                            best="-" if best is None else f"{best:.2f}")
+            if step % cfg.ckpt_every == 0 or step == end:
+                save("last.pt", val_psnr)
+    finally:
+        bar.close()
+        log_file.close()
+    if step == cfg.steps:
+        try:
+            plot_curves(log_path, out / "curves.png")
+        except Exception as e:  # a plot must never lose a finished run
+            warnings.warn(f"could not draw training curves: {e}")
+    return TrainResult(step, best, last_psnr, out)
+
+
+def plot_curves(log_path: Path, png: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(open(log_path)))
+    steps = [int(r["step"]) for r in rows]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax[0].plot(steps, [float(r["loss"]) for r in rows])
+    ax[0].set(xlabel="step", ylabel="L1 loss (EMA)", yscale="log", title="training loss")
+    v = [(int(r["step"]), float(r["val_psnr"])) for r in rows if r["val_psnr"]]
+    if v:
+        ax[1].plot(*zip(*v), marker="o")
+    ax[1].set(xlabel="step", ylabel="Y-PSNR (dB)", title="validation PSNR")
+    fig.tight_layout()
+    from ..imageio import atomic_write
+
+    atomic_write(png, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    plt.close(fig)
