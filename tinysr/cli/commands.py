@@ -100,17 +100,15 @@ def cmd_train(args):
 
 
 def cmd_import_weights(args):
-    import torch
-
-    from ..checkpoint import save_checkpoint
+    from ..checkpoint import read_checkpoint, save_checkpoint
     from ..complexity import count_params
     from ..foreign import import_state_dict
 
     src = Path(args.source)
-    if not src.is_file():
-        raise FileNotFoundError(f"{src}: no such file")
-    sd = torch.load(src, map_location="cpu", weights_only=True)
-    imp = import_state_dict(sd.get("state_dict", sd) if isinstance(sd, dict) else sd)
+    sd = read_checkpoint(src)
+    if not isinstance(sd, dict):
+        raise ValueError(f"{src}: not a state dict")
+    imp = import_state_dict(sd.get("state_dict", sd))
     save_checkpoint(args.output, imp.model, meta={"imported_from": str(src), "source_format": imp.source_format})
     print(f"{src}: {imp.source_format} checkpoint -> {imp.architecture}, {count_params(imp.model)} params; "
           f"all keys matched (strict)")

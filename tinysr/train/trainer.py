@@ -144,6 +144,11 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
                         num_workers=cfg.workers, collate_fn=_collate, persistent_workers=False)
     log_path = out / "log.csv"
     new_log = not log_path.is_file() or step == 0
+    if not new_log:  # drop rows logged after the checkpoint we resume from
+        rows = list(csv.reader(open(log_path)))
+        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
+        with open(log_path, "w", newline="") as f:
+            csv.writer(f).writerows(kept)
     log_file = open(log_path, "w" if new_log else "a", newline="")
     log = csv.writer(log_file)
     if new_log:

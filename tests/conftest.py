@@ -1,0 +1,62 @@
+"""Shared fixtures. ``../shared`` (benchmark data and third-party weights) is optional:
+tests that need it skip with the reason when it is absent."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TINYSR_SHARED", ROOT.parent / "shared"))
+BENCH = SHARED / "data" / "bench"
+WEIGHTS = SHARED / "weights"
+OFFICIAL = WEIGHTS / "tpsr_official"
+
+if WEIGHTS.is_dir():
+    os.environ.setdefault("TINYSR_WEIGHTS", str(WEIGHTS))
+
+
+def need(path: Path, what: str) -> Path:
+    if not path.exists():
+        pytest.skip(f"{what} not available: {path} is absent (the shared data kit is not next to this checkout)")
+    return path
+
+
+@pytest.fixture
+def bench():
+    return need(BENCH, "benchmark images (Set5/Set14)")
+
+
+@pytest.fixture
+def official():
+    return need(OFFICIAL, "published TPSR checkpoints")
+
+
+@pytest.fixture
+def weights_dir():
+    return need(WEIGHTS, "third-party weights (VGG16, LPIPS, NIQE)")
+
+
+@pytest.fixture
+def photo_dir(tmp_path):
+    """A small folder of natural-looking images (from the bundled sample) for training/IO tests."""
+    from PIL import Image
+
+    from tinysr.cli.commands import sample_image
+
+    src = Image.open(sample_image()).convert("RGB")
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i, (angle, size) in enumerate([(0, 160), (90, 144), (180, 128), (270, 150)]):
+        src.rotate(angle).resize((size, size + 8 * i), Image.BICUBIC).save(d / f"img{i}.png")
+    return d
+
+
+def rng_image(h, w, seed=0, channels=3):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (h // 8 + 2, w // 8 + 2, channels)).astype(np.float64)
+    from tinysr.data.bicubic import imresize
+
+    return np.clip(imresize(base, output_shape=(h, w)), 0, 255).astype(np.uint8)

@@ -1,0 +1,94 @@
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SHARED, need, rng_image
+from tinysr.imageio import load_rgb_uint8
+from tinysr.metrics.psnr_ssim import psnr_y, rgb_to_y, ssim_y
+
+EX = SHARED / "data" / "lpips_examples"
+REFERENCE = {"ex_p0.png": 0.56861281, "ex_p1.png": 0.42166427}  # official lpips 0.1.4, README there
+
+
+def test_psnr_and_ssim_conventions():
+    a = rng_image(40, 40)
+    assert psnr_y(a, a) == float("inf") and ssim_y(a, a, shave=4) == pytest.approx(1.0)
+    b = a.copy()
+    b[10, 10] = 0
+    ya, yb = rgb_to_y(a), rgb_to_y(b)
+    mse = np.mean((ya - yb) ** 2)
+    assert psnr_y(a, b) == pytest.approx(10 * np.log10(255 ** 2 / mse))
+    assert psnr_y(a, b, shave=12) == float("inf")  # the change is in the shaved border
+    assert rgb_to_y(np.array([[[255, 255, 255]]], np.uint8))[0, 0] == pytest.approx(235.0)
+    assert rgb_to_y(np.zeros((1, 1, 3), np.uint8))[0, 0] == pytest.approx(16.0)
+    assert ssim_y(a, b) < 1.0
+
+
+def test_lpips_vgg_reproduces_the_official_values(weights_dir):
+    from tinysr.metrics.lpips import LPIPS, lpips_distance
+
+    need(EX, "LPIPS example images")
+    m = LPIPS()
+    ref = load_rgb_uint8(EX / "ex_ref.png")
+    for name, expected in REFERENCE.items():
+        assert lpips_distance(m, ref, load_rgb_uint8(EX / name)) == pytest.approx(expected, abs=1e-5)
+
+
+def test_lpips_package_code_path_agrees_with_ours(weights_dir, monkeypatch):
+    """Run the official ``lpips`` code with a stand-in ``torchvision`` whose vgg16() is our VGG."""
+    import importlib.util
+
+    if importlib.util.find_spec("lpips") is None:
+        pytest.skip("the lpips package is not installed (pip install --no-deps lpips==0.1.4)")
+    need(EX, "LPIPS example images")
+    from tinysr.metrics.lpips import LPIPS, lpips_distance
+    from tinysr.metrics.vgg import VGG16, load_vgg16_features
+    from tinysr.weights_store import find_weights
+
+    feats = load_vgg16_features(find_weights("vgg16"))
+    tv = types.ModuleType("torchvision")
+    tv.models = types.SimpleNamespace(vgg16=lambda pretrained=True, **kw: VGG16(feats))
+    monkeypatch.setitem(sys.modules, "torchvision", tv)
+    monkeypatch.setitem(sys.modules, "torchvision.models", tv.models)
+    for mod in [m for m in sys.modules if m == "lpips" or m.startswith("lpips.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    import lpips
+
+    official = lpips.LPIPS(net="vgg", verbose=False).eval()
+    ours = LPIPS()
+    ref = load_rgb_uint8(EX / "ex_ref.png")
+    to_t = lambda im: torch.from_numpy(im.transpose(2, 0, 1).copy()).float()[None] / 127.5 - 1  # noqa: E731
+    for name in REFERENCE:
+        other = load_rgb_uint8(EX / name)
+        with torch.no_grad():
+            theirs = float(official(to_t(ref), to_t(other)))
+        assert lpips_distance(ours, ref, other) == pytest.approx(theirs, abs=1e-6)
+
+
+def test_missing_lpips_weights_error_names_the_file(monkeypatch, tmp_path):
+    from tinysr.metrics.lpips import LPIPS
+    from tinysr.weights_store import MissingWeightsError
+
+    monkeypatch.setenv("TINYSR_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr("tinysr.weights_store.importlib.util.find_spec", lambda name: None)
+    with pytest.raises(MissingWeightsError, match="vgg16_features_imagenet_torchvision.pth"):
+        LPIPS()
+
+
+def test_niqe_prefers_pristine_over_blurred(weights_dir, bench):
+    from tinysr.data.bicubic import downscale, imresize
+    from tinysr.metrics.niqe import NIQE
+
+    niqe = NIQE()
+    hr = load_rgb_uint8(bench / "Set14" / "HR" / "img_013.png")
+    blurred = imresize(downscale(hr, 4), output_shape=hr.shape[:2])
+    a, b = niqe(hr), niqe(blurred)
+    assert np.isfinite(a) and np.isfinite(b)
+    assert a < b - 1.0
+    with pytest.raises(ValueError, match="at least 96x96"):
+        niqe(hr[:50, :50])

@@ -1,0 +1,118 @@
+"""`tinysr upscale`: inputs of every kind, tiling without seams, forms kept, bounded memory."""
+import json
+import resource
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import rng_image
+from tinysr.cli.main import main
+from tinysr.models import create_model
+from tinysr.runtimes import TorchRunner
+from tinysr.upscale import upscale_array
+
+
+def _random_tpsr(scale=4):
+    import torch
+
+    torch.manual_seed(0)
+    m = create_model(f"tpsr_x{scale}")
+    return m
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    from tinysr.checkpoint import save_checkpoint
+
+    p = tmp_path / "m.pt"
+    save_checkpoint(p, _random_tpsr())
+    return p
+
+
+def test_tiled_equals_untiled_within_one_grey_level():
+    runner = TorchRunner(_random_tpsr())
+    img = rng_image(150, 190).astype(np.float32) / 255
+    whole = upscale_array(runner, img, tile=4096)
+    tiled = upscale_array(runner, img, tile=48, overlap=16)
+    diff = np.abs(np.round(whole * 255) - np.round(tiled * 255))
+    assert diff.max() <= 1
+
+
+def test_files_folders_and_globs(tmp_path, ckpt, capsys):
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(3):
+        Image.fromarray(rng_image(20, 24, seed=i)).save(d / f"p{i}.png")
+    (d / "notes.txt").write_text("not an image")
+    assert main(["upscale", str(d), "-o", str(tmp_path / "out"), "--model", str(ckpt), "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.png", "p1.png", "p2.png"]
+    assert Image.open(tmp_path / "out" / "p0.png").size == (96, 80)
+    assert main(["upscale", str(d / "p*.png"), "-o", str(tmp_path / "glob"), "--model", str(ckpt), "-q"]) == 0
+    assert len(list((tmp_path / "glob").iterdir())) == 3
+    assert main(["upscale", str(d / "p1.png"), "-o", str(tmp_path / "one.jpg"), "--model", str(ckpt), "-q"]) == 0
+    assert Image.open(tmp_path / "one.jpg").format == "JPEG"
+    out = capsys.readouterr().out
+    assert "p1.png (24x20) ->" in out and "in " in out
+
+
+def test_forms_are_kept(tmp_path, ckpt):
+    rgb = rng_image(16, 16)
+    Image.fromarray(rgb[..., 0], "L").save(tmp_path / "g.png")
+    Image.fromarray(np.concatenate([rgb, np.full((16, 16, 1), 200, np.uint8)], 2), "RGBA").save(tmp_path / "a.png")
+    Image.fromarray(rgb[..., 1].astype(np.uint16) * 257).save(tmp_path / "h.png")
+    for name, mode in [("g", "L"), ("a", "RGBA"), ("h", "I")]:
+        dst = tmp_path / f"{name}_x4.png"
+        assert main(["upscale", str(tmp_path / f"{name}.png"), "-o", str(dst), "--model", str(ckpt), "-q"]) == 0
+        im = Image.open(dst)
+        assert im.mode.startswith(mode) and im.size == (64, 64), (name, im.mode)
+    alpha = np.asarray(Image.open(tmp_path / "a_x4.png"))[..., 3]
+    assert np.abs(alpha.astype(int) - 200).max() <= 1
+
+
+def test_bad_inputs_are_one_line_errors_and_write_nothing(tmp_path, ckpt, capsys):
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    assert main(["upscale", str(tmp_path / "bad.png"), "-o", str(tmp_path / "o.png"), "--model", str(ckpt)]) == 2
+    assert "bad.png" in capsys.readouterr().err and not (tmp_path / "o.png").exists()
+    assert main(["upscale", str(tmp_path / "nothing*.png"), "--model", str(ckpt)]) == 2
+    assert main(["upscale", str(tmp_path / "bad.png"), "--model", "no_such_model"]) == 2
+    assert "neither a checkpoint file nor a model name" in capsys.readouterr().err
+
+
+def test_default_run_upscales_the_bundled_sample(tmp_path, monkeypatch, capsys):
+    from tinysr.checkpoint import has_bundled_weights
+
+    if not has_bundled_weights("tpsr_x4"):
+        pytest.fail("tpsr_x4 must ship bundled weights")
+    monkeypatch.chdir(tmp_path)
+    assert main(["upscale", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "bundled sample" in out and Image.open(tmp_path / "grace_hopper_160_x4.png").size == (640, 640)
+
+
+LARGE = """
+import resource, sys, numpy as np
+from PIL import Image
+from tinysr.cli.main import main
+h, w = 3000, 4000
+y, x = np.mgrid[0:h, 0:w]
+img = ((np.sin(x / 37.0) + np.cos(y / 23.0)) * 60 + 128).astype(np.uint8)
+Image.fromarray(np.stack([img, img[::-1], img[:, ::-1]], 2)).save(sys.argv[1] + '/big.png', compress_level=1)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rc = main(['upscale', sys.argv[1] + '/big.png', '-o', sys.argv[1] + '/big_x4.bmp', '--model', sys.argv[2], '-q'])
+print(rc, before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_4000x3000_upscales_x4_with_bounded_memory(tmp_path, ckpt):
+    """Peak memory stays far below this 24 GB machine (output alone: 16000x12000x3)."""
+    out = subprocess.run([sys.executable, "-c", LARGE, str(tmp_path), str(ckpt)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rc, _, peak_kb = (int(v) for v in out.stdout.strip().splitlines()[-1].split())
+    assert rc == 0
+    assert Image.open(tmp_path / "big_x4.bmp").size == (16000, 12000)
+    peak_gb = peak_kb / 1024 ** 2
+    print(f"peak RSS {peak_gb:.2f} GB")
+    assert peak_gb < 6.0
