@@ -48,7 +48,7 @@ class _ArtifactRunner:
         self.scale = card.get("scale")
         dims = list(shape)
         h, w = (dims[1], dims[2]) if self.layout == "nhwc" else (dims[2], dims[3])
-        dynamic = not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0)
+        dynamic = not (isinstance(h, (int, np.integer)) and isinstance(w, (int, np.integer)) and h > 0 and w > 0)
         self.fixed_size = None if dynamic or card.get("dynamic_shape") else (int(h), int(w))
 
     def _to_input(self, x: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ least the network's receptive-field radius the tiled output equals the untiled o
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,21 +24,38 @@ def tiles(h: int, w: int, tile: int):
             yield y, x, min(tile, h - y), min(tile, w - x)
 
 
+def tile_plan(runner, tile: int, overlap: int) -> tuple[int, int]:
+    """(tile, overlap) to use: a fixed-shape artifact's input must hold a tile plus its context."""
+    fixed = getattr(runner, "fixed_size", None)
+    if fixed is None:
+        return tile, overlap
+    side = min(fixed)
+    if side - 2 * overlap < 8:
+        reduced = max(0, (side - 8) // 2)
+        warnings.warn(f"the model's fixed input {fixed[1]}x{fixed[0]} leaves no room for an overlap of {overlap}; "
+                      f"using {reduced} (seams may show: export at a larger --input-size)")
+        overlap = reduced
+    return side - 2 * overlap, overlap
+
+
 def upscale_array(runner, rgb: np.ndarray, tile: int = 256, overlap: int = 16, progress=None) -> np.ndarray:
     """``rgb``: H x W x 3 float32 in [0, 1] -> sH x sW x 3 float32 (clamped to [0, 1])."""
     h, w = rgb.shape[:2]
     s = runner.scale
     fixed = getattr(runner, "fixed_size", None)
-    if fixed is not None:
-        # a fixed-shape artifact: the tile plus its context must fit its input
-        tile = max(1, min(fixed) - 2 * overlap)
-        if tile < 8:
-            raise ValueError(f"the model's fixed input {fixed[1]}x{fixed[0]} is too small for an overlap of {overlap}")
+    tile, overlap = tile_plan(runner, tile, overlap)
     out = np.empty((h * s, w * s, 3), dtype=np.float32)
     chw = rgb.transpose(2, 0, 1)
     for y, x, th, tw in tiles(h, w, tile):
-        y0, x0 = max(0, y - overlap), max(0, x - overlap)
-        y1, x1 = min(h, y + th + overlap), min(w, x + tw + overlap)
+        if fixed is None:
+            y0, x0 = max(0, y - overlap), max(0, x - overlap)
+            y1, x1 = min(h, y + th + overlap), min(w, x + tw + overlap)
+        else:
+            # slide the fixed window inside the image, so that its borders are the image's own
+            # (the network then pads exactly as in an untiled run); pad only images smaller than it
+            y0 = max(0, min(y - overlap, h - fixed[0]))
+            x0 = max(0, min(x - overlap, w - fixed[1]))
+            y1, x1 = min(h, y0 + fixed[0]), min(w, x0 + fixed[1])
         patch = chw[:, y0:y1, x0:x1]
         ph, pw = patch.shape[1:]
         if fixed is not None and (ph, pw) != fixed:
@@ -51,9 +69,9 @@ def upscale_array(runner, rgb: np.ndarray, tile: int = 256, overlap: int = 16, p
 
 
 def count_tiles(h: int, w: int, tile: int, runner, overlap: int) -> int:
-    fixed = getattr(runner, "fixed_size", None)
-    if fixed is not None:
-        tile = max(1, min(fixed) - 2 * overlap)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tile, _ = tile_plan(runner, tile, overlap)
     return len(range(0, h, tile)) * len(range(0, w, tile))
 
 

@@ -115,3 +115,38 @@ def cmd_import_weights(args):
     for note in imp.notes:
         print(f"  {note}")
     print(f"wrote {args.output}")
+
+
+def cmd_export(args):
+    from ..export.pipeline import ExportOptions, export_model, format_card, load_preset
+
+    opts = dict(load_preset(args.preset)) if args.preset else {}
+    for key in ("target", "precision", "calib", "calib_count", "layout", "value_range", "mode", "int8_io",
+                "verify_data", "max_loss_db", "opset"):
+        value = getattr(args, key)
+        if value is not None:
+            opts[key] = value
+    if args.input_size:
+        opts["input_size"] = parse_size(args.input_size)
+    if args.dynamic_shape:
+        opts["dynamic"] = True
+    if "input_size" in opts:
+        opts["input_size"] = tuple(opts["input_size"])
+    options = ExportOptions(**opts).resolved()
+    name = Path(args.model).stem if Path(args.model).suffix else args.model
+    out = Path(args.output) if args.output else Path("export") / f"{name}_{options.precision}.{options.target}"
+    card = export_model(args.model, out, options, progress=not args.quiet)
+    print(format_card(card))
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+
+
+def cmd_bench(args):
+    from ..bench import format_bench, run_bench
+    from ..imageio import atomic_write
+
+    threads = tuple(int(t) for t in args.threads.split(","))
+    result = run_bench(args.model, parse_size(args.input_size), threads, args.rounds,
+                       runtimes=tuple(args.runtimes.split(",")), calib=args.calib, progress=not args.quiet)
+    print(format_bench(result))
+    if args.json:
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))

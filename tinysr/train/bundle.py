@@ -1,0 +1,57 @@
+"""Turn a finished training run into bundled package weights plus their recipe.
+
+``python -m tinysr.train.bundle RUN_DIR NAME [--checkpoint last.pt] [--eval DIR ...]`` writes
+``tinysr/weights/NAME.pt`` (model only, no optimizer state) and ``NAME.json``: the training
+config, data, steps, seed, the run's validation history and final metrics measured with
+``tinysr.evaluate`` on the given benchmark folders.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+from ..checkpoint import bundled_weights_path, file_sha256, model_from_checkpoint, read_checkpoint, save_checkpoint
+from ..evaluate import evaluate, mean_row
+from ..imageio import atomic_write
+from ..runtimes import TorchRunner
+
+
+def bundle(run_dir: str | Path, name: str, checkpoint: str = "last.pt", eval_dirs: list[str] = ()) -> dict:
+    run_dir = Path(run_dir)
+    ckpt = read_checkpoint(run_dir / checkpoint)
+    model = model_from_checkpoint(ckpt, str(run_dir / checkpoint)).eval()
+    cfg = ckpt.get("train_config") or ckpt["meta"].get("train_config")
+    history = [{"step": int(r["step"]), "val_psnr": float(r["val_psnr"])}
+               for r in csv.DictReader(open(run_dir / "log.csv")) if r["val_psnr"]]
+    metrics = {}
+    for d in eval_dirs:
+        rows = evaluate(TorchRunner(model), d, lpips=None, progress=False)
+        m = mean_row(rows)
+        metrics[Path(d).name] = {"psnr_y": round(m.psnr, 4), "ssim_y": round(m.ssim, 4),
+                                 "lpips": None if m.lpips is None else round(m.lpips, 4)}
+    dest = bundled_weights_path(f"{name}.pt")
+    save_checkpoint(dest, model, meta={"name": name, "step": ckpt["meta"]["step"], "metrics": metrics})
+    recipe = {"name": name, "weights": dest.name, "sha256": file_sha256(dest), "checkpoint_used": checkpoint,
+              "step": ckpt["meta"]["step"], "train_config": cfg, "validation_history": history,
+              "final_metrics": metrics,
+              "evaluation": "tinysr eval convention: Y (BT.601 studio), shave = scale, 8-bit outputs",
+              "reproduce": f"tinysr train tinysr/configs/{name}.yaml"}
+    atomic_write(dest.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(recipe, indent=2) + "\n"))
+    return recipe
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_dir")
+    p.add_argument("name")
+    p.add_argument("--checkpoint", default="last.pt")
+    p.add_argument("--eval", nargs="*", default=[])
+    a = p.parse_args(argv)
+    r = bundle(a.run_dir, a.name, a.checkpoint, a.eval)
+    print(json.dumps(r["final_metrics"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
