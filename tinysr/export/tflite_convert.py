@@ -504,7 +504,7 @@ def _nhwc_module(model: nn.Module, sample: torch.Tensor, layout: str = "nhwc") -
 # --------------------------------------------------------------------------------------------
 
 def convert_tflite(model: nn.Module, input_size: tuple[int, int], mode: str = "mobile", layout: str = "nhwc",
-                   dynamic: bool = False) -> bytes:
+                   dynamic: bool = False, channels: int = 3) -> bytes:
     """Convert ``model`` (N x 3 x H x W RGB in [0, 1] -> image) to a TFLite flatbuffer.
 
     Args:
@@ -519,6 +519,8 @@ def convert_tflite(model: nn.Module, input_size: tuple[int, int], mode: str = "m
             graph has no RESIZE_NEAREST_NEIGHBOR (TPSR and every searched cell) runs at any size after
             ``Interpreter.resize_tensor_input``; one with it (ESRGAN) keeps its converted output size,
             so re-convert those per size. Plain-mode models cannot be resized (fixed RESHAPE shapes).
+        channels: input channels of the sample the model is traced with (3: an RGB image; another
+            value for a building block, e.g. one 16-channel cell operation timed on its own).
 
     Returns:
         The .tflite flatbuffer.
@@ -540,9 +542,11 @@ def convert_tflite(model: nn.Module, input_size: tuple[int, int], mode: str = "m
     h, w = (int(v) for v in input_size)
     if h < 1 or w < 1:
         raise ValueError(f"input_size must be positive (H, W), got {input_size!r}")
+    if int(channels) < 1:
+        raise ValueError(f"channels must be positive, got {channels!r}")
     was_training = model.training
     try:
-        flat = _convert(model.eval(), torch.rand(1, 3, h, w), mode, layout)
+        flat = _convert(model.eval(), torch.rand(1, int(channels), h, w), mode, layout)
     finally:
         model.train(was_training)
     if mode == "plain":

@@ -1,0 +1,491 @@
+"""Per-operator latency of a .tflite or .onnx model on this machine (``tinysr profile --device host``).
+
+**ONNX Runtime.** The session runs with ``SessionOptions.enable_profiling``; ORT writes a Chrome
+trace (JSON) whose ``cat == "Node"`` events named ``<node>_kernel_time`` carry the node's op
+(``args.op_name``), its output shapes (``args.output_type_shape``, when present) and its duration
+(``dur``, microseconds). Every node's events of the steady-state runs (the last ``runs`` calls) are
+summarized by their median; fence events and the first inference and warm-up runs are left out.
+
+**LiteRT.** The Python ``Interpreter`` of ai-edge-litert 2.3 has no profiler hook: its constructor
+offers ``experimental_op_resolver_type`` (AUTO / BUILTIN: XNNPACK applied by default;
+BUILTIN_WITHOUT_DEFAULT_DELEGATES: the builtin kernels), ``experimental_preserve_all_tensors``
+and ``experimental_force_delegate_node_profiling`` (only meaningful with a C++ profiler installed,
+which Python cannot do); the wrapper exposes no profiler either. So each operator is timed as its
+own *single-op model*: the flatbuffer is sliced per operator (:func:`slice_op`: one subgraph with
+that operator, its activation inputs as graph inputs, its constant tensors and their buffers
+kept) and that model is run in its own Interpreter with the same threads and delegate. The
+profile's notes say so and compare the sum of the per-op medians with the whole-model median
+(single-op models see warm caches and pay one invoke each; the whole model may fuse across
+operators).
+
+Whole-model timings (both runtimes) are measured in Python with ``time.perf_counter``: ``init_ms``
+(session / Interpreter construction + ``allocate_tensors``), ``first_inference_ms``,
+``warmup_avg_ms`` (the ``warmup`` runs after the first), then ``median_ms``, ``p90_ms`` and
+``avg_ms`` of ``runs`` steady-state runs. Inputs are random (uniform [0, 1) floats, or random
+integers for integer inputs); dynamic dimensions are set from ``input_size`` (batch 1).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinysr.profile.record import OpRecord, Profile
+
+HOST_DELEGATES = ("cpu", "xnnpack")
+RUNTIMES = ("litert", "onnxruntime")
+
+
+# ------------------------------------------------------------------------------ device
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+        for key in ("model name", "Model", "Hardware", "cpu model", "uarch"):
+            m = re.search(rf"^{key}\s*:\s*(.+)$", text, re.M)
+            if m and m.group(1).strip():
+                return m.group(1).strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_slug(model: str | None = None) -> str:
+    """A file-name slug of the CPU model, e.g. ``amd-epyc`` for ``AMD EPYC``."""
+    model = model or cpu_model()
+    model = re.sub(r"\((R|TM|tm|r)\)|\bCPU\b|\bProcessor\b|@.*$|\d+-Core", " ", model)
+    slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")
+    return slug[:40].strip("-") or "cpu"
+
+
+def host_device_info(threads: int | None = None) -> dict:
+    info = {"kind": "host", "cpu": cpu_model(), "cores": os.cpu_count(), "machine": platform.machine(),
+            "system": f"{platform.system()} {platform.release()}"}
+    if threads is not None:
+        info["threads"] = int(threads)
+    return info
+
+
+def tool_versions() -> dict:
+    from importlib import metadata
+
+    out = {}
+    for dist in ("ai-edge-litert", "litert-torch", "torch", "onnxruntime"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+# ------------------------------------------------------------------------------ timing
+@dataclass
+class Timing:
+    """Whole-model timings of one session / interpreter, milliseconds."""
+
+    init_ms: float
+    first_ms: float
+    warmup_ms: list = field(default_factory=list)
+    times_ms: list = field(default_factory=list)
+
+    @property
+    def median_ms(self) -> float:
+        return float(statistics.median(self.times_ms))
+
+    @property
+    def p90_ms(self) -> float:
+        return float(np.percentile(self.times_ms, 90))
+
+    def summary(self) -> dict:
+        return {"init_ms": self.init_ms, "first_inference_ms": self.first_ms,
+                "warmup_avg_ms": float(np.mean(self.warmup_ms)) if self.warmup_ms else None,
+                "median_ms": self.median_ms, "p90_ms": self.p90_ms, "avg_ms": float(np.mean(self.times_ms)),
+                "runs": len(self.times_ms)}
+
+
+def _random_input(shape, dtype, rng: np.random.Generator) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return rng.random(shape, dtype=np.float32).astype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(max(info.min, -128), min(info.max, 127) + 1, shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.random(shape) < 0.5
+    raise ValueError(f"cannot make a random input of type {dtype}")
+
+
+def _time_calls(fn, warmup: int, runs: int) -> tuple:
+    t = time.perf_counter()
+    fn()
+    first = (time.perf_counter() - t) * 1e3
+    warm = []
+    for _ in range(max(int(warmup), 0)):
+        t = time.perf_counter()
+        fn()
+        warm.append((time.perf_counter() - t) * 1e3)
+    times = []
+    for _ in range(max(int(runs), 1)):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return first, warm, times
+
+
+def _check_runtime_args(runtime: str, delegate: str | None, threads: int) -> str:
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    if int(threads) < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if runtime == "onnxruntime":
+        if delegate not in (None, "cpu"):
+            raise ValueError(f"delegate {delegate!r} does not apply to ONNX Runtime on the host (CPU provider only)")
+        return "cpu"
+    delegate = delegate or "xnnpack"
+    if delegate not in HOST_DELEGATES:
+        raise ValueError(f"delegate {delegate!r} is not available for LiteRT on the host (choose "
+                         f"{' or '.join(HOST_DELEGATES)}; gpu / nnapi need --device adb)")
+    return delegate
+
+
+def litert_interpreter(model, threads: int = 1, delegate: str = "xnnpack"):
+    """An Interpreter (not yet allocated) for a .tflite path or flatbuffer bytes.
+
+    ``delegate``: ``xnnpack`` (LiteRT's default: the XNNPACK delegate applied at construction) or
+    ``cpu`` (the builtin kernels: ``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``).
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.AUTO if delegate == "xnnpack" else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    kw = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
+    return Interpreter(num_threads=int(threads), experimental_op_resolver_type=resolver, **kw)
+
+
+def time_litert(model, threads: int = 1, delegate: str = "xnnpack", warmup: int = 5, runs: int = 50,
+                seed: int = 0) -> Timing:
+    """Whole-model timings of a .tflite (path or bytes) in the LiteRT Interpreter."""
+    rng = np.random.default_rng(seed)
+    t = time.perf_counter()
+    interp = litert_interpreter(model, threads, delegate)
+    interp.allocate_tensors()
+    init = (time.perf_counter() - t) * 1e3
+    for d in interp.get_input_details():
+        interp.set_tensor(d["index"], _random_input(tuple(d["shape"]), d["dtype"], rng))
+    first, warm, times = _time_calls(interp.invoke, warmup, runs)
+    return Timing(init, first, warm, times)
+
+
+def _ort_session(path, threads: int, profile_prefix: str | None = None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(threads)
+    opts.inter_op_num_threads = 1
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+              "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int32)": np.int32,
+              "tensor(int64)": np.int64, "tensor(bool)": np.bool_}
+
+
+def _ort_feeds(session, input_size, rng) -> dict:
+    feeds = {}
+    for inp in session.get_inputs():
+        dims = list(inp.shape)
+        # Symbolic dims: batch 1; the last two (NCHW) or the middle two (NHWC, C = 3) from input_size.
+        nhwc = len(dims) == 4 and dims[-1] in (1, 3, 4) and not (isinstance(dims[1], int) and dims[1] in (1, 3, 4))
+        hw_axes = (1, 2) if nhwc else (len(dims) - 2, len(dims) - 1)
+        shape = []
+        for i, d in enumerate(dims):
+            if isinstance(d, int) and d > 0:
+                shape.append(d)
+            elif i in hw_axes and input_size:
+                shape.append(int(input_size[hw_axes.index(i)]))
+            elif i == 0:
+                shape.append(1)
+            else:
+                raise ValueError(f"input {inp.name!r} has a symbolic dimension {i} ({d!r}): pass input_size")
+        dtype = _ORT_TYPES.get(inp.type)
+        if dtype is None:
+            raise ValueError(f"input {inp.name!r}: unsupported type {inp.type}")
+        feeds[inp.name] = _random_input(tuple(shape), dtype, rng)
+    return feeds
+
+
+def time_onnxruntime(path, threads: int = 1, warmup: int = 5, runs: int = 50, input_size=None,
+                     seed: int = 0) -> Timing:
+    rng = np.random.default_rng(seed)
+    t = time.perf_counter()
+    sess = _ort_session(path, threads)
+    init = (time.perf_counter() - t) * 1e3
+    feeds = _ort_feeds(sess, input_size, rng)
+    first, warm, times = _time_calls(lambda: sess.run(None, feeds), warmup, runs)
+    return Timing(init, first, warm, times)
+
+
+# ----------------------------------------------------------------------- ONNX Runtime
+def parse_ort_trace(events: list, runs: int | None = None) -> list:
+    """Per-node rows from an ORT profiler trace: ``[(name, op, shape, ms, calls_used)]`` in run order.
+
+    ``ms`` is the median of the node's kernel times (robust to the odd preempted run on a busy
+    machine). ``runs``: use only each node's last ``runs`` kernel events (the steady-state runs);
+    all events when None.
+    """
+    per_node: dict = {}
+    for ev in events:
+        if not isinstance(ev, dict) or ev.get("cat") != "Node":
+            continue
+        name = str(ev.get("name", ""))
+        if not name.endswith("_kernel_time"):
+            continue  # fence_before / fence_after
+        node = name[: -len("_kernel_time")]
+        args = ev.get("args") or {}
+        rec = per_node.setdefault(node, {"op": args.get("op_name", ""), "shape": "", "durs": [],
+                                         "ts": ev.get("ts", 0)})
+        if not rec["shape"]:
+            rec["shape"] = _ort_shape(args.get("output_type_shape"))
+        rec["durs"].append(float(ev.get("dur", 0.0)))
+    rows = []
+    for node, rec in sorted(per_node.items(), key=lambda kv: kv[1]["ts"]):
+        durs = rec["durs"][-runs:] if runs else rec["durs"]
+        rows.append((node, rec["op"], rec["shape"], float(np.median(durs)) / 1e3 if durs else 0.0, len(durs)))
+    return rows
+
+
+def _ort_shape(value) -> str:
+    if not value:
+        return ""
+    shapes = []
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, dict):
+            for dims in item.values():
+                if isinstance(dims, list):
+                    shapes.append("x".join(str(d) for d in dims))
+    return ", ".join(shapes)
+
+
+def _with_percentages(rows: list) -> list:
+    total = sum(r.per_run_ms for r in rows)
+    cum = 0.0
+    for r in rows:
+        r.percent = 100.0 * r.per_run_ms / total if total else 0.0
+        cum += r.percent
+        r.cumulative_percent = cum
+    return rows
+
+
+def profile_onnxruntime(path, threads: int = 1, warmup: int = 5, runs: int = 50, input_size=None,
+                        seed: int = 0) -> Profile:
+    """Per-node profile of an .onnx model with ORT's built-in profiler (see the module notes)."""
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory(prefix="tinysr-ort-prof-") as tmp:
+        t = time.perf_counter()
+        sess = _ort_session(path, threads, profile_prefix=str(Path(tmp) / "ort"))
+        init = (time.perf_counter() - t) * 1e3
+        feeds = _ort_feeds(sess, input_size, rng)
+        first, warm, times = _time_calls(lambda: sess.run(None, feeds), warmup, runs)
+        trace = sess.end_profiling()
+        events = json.loads(Path(trace).read_text())
+    timing = Timing(init, first, warm, times)
+    n_runs = len(times)
+    rows = parse_ort_trace(events, runs=n_runs)
+    ops = _with_percentages([OpRecord(type=op, name=name, output_shape=shape, avg_ms=ms)
+                             for name, op, shape, ms, _ in rows])
+    summary = timing.summary()
+    summary["op_total_ms"] = sum(op.per_run_ms for op in ops)
+    summary["nodes"] = len(ops)
+    model_runs = [float(e["dur"]) / 1e3 for e in events
+                  if isinstance(e, dict) and e.get("cat") == "Session" and e.get("name") == "model_run"]
+    steady = model_runs[-n_runs:]
+    notes = [f"per-node times: ONNX Runtime profiler (kernel time of each node, median of the {n_runs} "
+             "steady-state runs; first inference and warm-up excluded)"]
+    if steady:
+        summary["ort_model_run_median_ms"] = float(statistics.median(steady))
+        notes.append(f"sum of per-node times {summary['op_total_ms']:.3f} ms vs ORT model_run median "
+                     f"{summary['ort_model_run_median_ms']:.3f} ms vs wall-clock median {timing.median_ms:.3f} ms "
+                     "(the rest: ORT's per-run and per-node framework time)")
+    notes.append("whole-model timings measured in Python (time.perf_counter) with the profiler on")
+    import onnxruntime as ort
+
+    runtime = {"name": "onnxruntime", "version": ort.__version__, "provider": "CPUExecutionProvider",
+               "threads": int(threads), "warmup_runs": int(warmup), "num_runs": int(runs),
+               "inputs": {k: list(v.shape) for k, v in feeds.items()}}
+    return Profile(model=str(path), device=host_device_info(threads), runtime=runtime, ops=ops,
+                   summary=summary, notes=notes)
+
+
+# ------------------------------------------------------------------------------ LiteRT
+def _schema():
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema
+
+
+def _builtin_names() -> dict:
+    schema = _schema()
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def _op_type(model, op, names) -> str:
+    oc = model.operatorCodes[op.opcodeIndex]
+    code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
+    if code == _schema().BuiltinOperator.CUSTOM:
+        return (oc.customCode.decode() if isinstance(oc.customCode, bytes) else str(oc.customCode or "CUSTOM"))
+    return names.get(code, f"BUILTIN_{code}")
+
+
+def _buffer_has_data(buf) -> bool:
+    return buf is not None and ((buf.data is not None and len(buf.data) > 0) or (buf.offset or 0) > 1)
+
+
+def _pack(model, raw: bytes) -> bytes:
+    import flatbuffers
+
+    for buf in model.buffers:  # data stored after the flatbuffer (offset/size) -> inline
+        if buf.offset and buf.offset > 1:
+            buf.data = np.frombuffer(raw[buf.offset:buf.offset + buf.size], np.uint8)
+        buf.offset, buf.size = 0, 0
+    builder = flatbuffers.Builder(1 << 16)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def num_ops(tflite) -> int:
+    """Operators in subgraph 0 of a .tflite (path or bytes)."""
+    raw = tflite if isinstance(tflite, (bytes, bytearray)) else Path(tflite).read_bytes()
+    m = _schema().Model.GetRootAs(raw, 0)
+    return m.Subgraphs(0).OperatorsLength()
+
+
+def slice_op(tflite, index: int) -> bytes:
+    """A single-op model: operator ``index`` of subgraph 0 on its own.
+
+    The operator's non-constant inputs become the graph inputs, its outputs the graph outputs;
+    its constant inputs keep their buffers. Other tensors, buffers, signatures and metadata are
+    dropped. Models with several subgraphs (control flow) are refused.
+    """
+    raw = bytes(tflite) if isinstance(tflite, (bytes, bytearray)) else Path(tflite).read_bytes()
+    schema = _schema()
+    model = schema.ModelT.InitFromPackedBuf(raw, 0)
+    if len(model.subgraphs) != 1:
+        raise ValueError(f"per-op slicing handles single-subgraph models; this one has {len(model.subgraphs)}")
+    sg = model.subgraphs[0]
+    if not 0 <= index < len(sg.operators):
+        raise IndexError(f"operator {index} out of range (0..{len(sg.operators) - 1})")
+    op = sg.operators[index]
+    ins = [int(t) for t in op.inputs if int(t) >= 0]
+    outs = [int(t) for t in op.outputs]
+    inter = [int(t) for t in (op.intermediates if op.intermediates is not None else [])]
+    graph_inputs = []
+    for t in ins:
+        tensor = sg.tensors[t]
+        if not _buffer_has_data(model.buffers[tensor.buffer]) and t not in graph_inputs and not tensor.isVariable:
+            graph_inputs.append(t)
+    used = sorted(set(ins) | set(outs) | set(inter))
+    tmap = {old: new for new, old in enumerate(used)}
+    sg.tensors = [sg.tensors[i] for i in used]
+    op.inputs = [tmap[int(t)] if int(t) >= 0 else -1 for t in op.inputs]
+    op.outputs = [tmap[t] for t in outs]
+    if inter:
+        op.intermediates = [tmap[t] for t in inter]
+    sg.operators = [op]
+    sg.inputs = [tmap[t] for t in graph_inputs]
+    sg.outputs = [tmap[t] for t in outs]
+    model.signatureDefs = []
+    model.metadata = []
+    model.metadataBuffer = []
+    order = sorted({0} | {int(t.buffer) for t in sg.tensors})
+    bmap = {old: new for new, old in enumerate(order)}
+    model.buffers = [model.buffers[i] for i in order]
+    for t in sg.tensors:
+        t.buffer = bmap[int(t.buffer)]
+    return _pack(model, raw)
+
+
+def op_rows(tflite) -> list:
+    """``[(type, name, output_shape)]`` for every operator of subgraph 0, in run order."""
+    raw = bytes(tflite) if isinstance(tflite, (bytes, bytearray)) else Path(tflite).read_bytes()
+    model = _schema().ModelT.InitFromPackedBuf(raw, 0)
+    names = _builtin_names()
+    sg = model.subgraphs[0]
+    rows = []
+    for op in sg.operators:
+        out = sg.tensors[int(op.outputs[0])] if len(op.outputs) else None
+        name = out.name.decode(errors="replace") if out is not None and isinstance(out.name, bytes) else \
+            (str(out.name) if out is not None else "")
+        shape = "x".join(str(int(d)) for d in out.shape) if out is not None and out.shape is not None else ""
+        if "<locals>" in name:  # litert-torch's generated names: keep the informative tail
+            name = name.rsplit(".", 1)[-1]
+        rows.append((_op_type(model, op, names), name, shape))
+    return rows
+
+
+def profile_litert(path, threads: int = 1, delegate: str = "xnnpack", warmup: int = 5, runs: int = 50,
+                   per_op: bool = True, seed: int = 0) -> Profile:
+    """Whole-model timings of a .tflite in the Interpreter, and per-op times from single-op models."""
+    path = Path(path)
+    raw = path.read_bytes()
+    timing = time_litert(raw, threads, delegate, warmup, runs, seed)
+    ops, notes = [], []
+    if per_op:
+        for i, (typ, name, shape) in enumerate(op_rows(raw)):
+            t = time_litert(slice_op(raw, i), threads, delegate, warmup, runs, seed)
+            ops.append(OpRecord(type=typ, name=name, output_shape=shape, avg_ms=t.median_ms))
+        _with_percentages(ops)
+        total = sum(op.per_run_ms for op in ops)
+        ratio = total / timing.median_ms if timing.median_ms else float("nan")
+        notes.append(f"per-op times measured as single-op models (the LiteRT Python API has no op profiler): "
+                     f"median of {len(timing.times_ms)} runs of each operator alone; their sum vs whole-model "
+                     f"median: {total:.3f} ms vs {timing.median_ms:.3f} ms (x{ratio:.2f})")
+    notes.append("whole-model timings measured in Python (time.perf_counter) around Interpreter calls")
+    summary = timing.summary()
+    summary["op_total_ms"] = sum(op.per_run_ms for op in ops) if ops else None
+    summary["nodes"] = len(ops) if ops else num_ops(raw)
+    from importlib import metadata
+
+    runtime = {"name": "litert", "version": metadata.version("ai-edge-litert"), "threads": int(threads),
+               "delegate": delegate, "warmup_runs": int(warmup), "num_runs": int(runs),
+               "per_op_method": "single-op models" if per_op else None}
+    return Profile(model=str(path), device=host_device_info(threads), runtime=runtime, ops=ops,
+                   summary=summary, notes=notes)
+
+
+def runtime_for(path, runtime: str | None = None) -> str:
+    if runtime:
+        return runtime
+    suffix = Path(path).suffix.lower()
+    if suffix == ".tflite":
+        return "litert"
+    if suffix == ".onnx":
+        return "onnxruntime"
+    raise ValueError(f"{path}: cannot tell the runtime from the extension (use --runtime litert|onnxruntime)")
+
+
+def profile_host(model_path, runtime: str | None = None, threads: int = 1, delegate: str | None = None,
+                 warmup: int = 5, runs: int = 50, input_size=None, per_op: bool = True, save=None) -> Profile:
+    """Profile a .tflite (LiteRT) or .onnx (ONNX Runtime) model on this machine; optionally save the JSON."""
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise FileNotFoundError(f"model not found: {model_path}")
+    runtime = runtime_for(model_path, runtime)
+    delegate = _check_runtime_args(runtime, delegate, threads)
+    if runtime == "litert":
+        profile = profile_litert(model_path, threads, delegate, warmup, runs, per_op)
+    else:
+        profile = profile_onnxruntime(model_path, threads, warmup, runs, input_size)
+    if save:
+        profile.save(save)
+    return profile
