@@ -150,3 +150,136 @@ def cmd_bench(args):
     print(format_bench(result))
     if args.json:
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))
+
+
+def _suffixed(path: str, label: str) -> Path:
+    """``out/NAME.EXT`` -> ``out/NAME.LABEL.EXT`` (one file per device)."""
+    import re
+
+    p = Path(path)
+    safe = re.sub(r"[^\w.-]", "_", label)
+    return p.with_name(f"{p.stem}.{safe}{p.suffix}")
+
+
+def cmd_profile(args):
+    from ..profile.record import plot_ops
+
+    profiles = {}
+    if args.from_output:
+        from ..profile.benchmark_output import profile_from_output
+
+        profiles[""] = profile_from_output(args.from_output, model=args.model or "")
+        if args.save:
+            profiles[""].save(args.save)
+    else:
+        from ..profile.lut import parse_device
+
+        if not args.model:
+            raise ValueError("give a model (.tflite / .onnx) to profile, or --from-output FILE")
+        kind, serial = parse_device(args.device)
+        if kind == "host":
+            from ..profile.host import profile_host
+
+            size = parse_size(args.input_size) if args.input_size else None
+            profiles[""] = profile_host(args.model, args.runtime, args.threads, args.delegate, args.warmup, args.runs,
+                                        input_size=size, per_op=not args.no_per_op, save=args.save)
+        else:
+            from ..profile.adb import profile_on_device, profile_on_devices
+
+            if Path(args.model).suffix.lower() != ".tflite" or args.runtime == "onnxruntime":
+                raise ValueError("--device adb profiles .tflite models with LiteRT's benchmark_model")
+            kw = dict(benchmark_binary=args.benchmark_binary, threads=args.threads, delegate=args.delegate or "cpu",
+                      warmup=args.warmup, runs=args.runs)
+            if isinstance(serial, list):
+                save = None
+                if args.save:
+                    p = Path(args.save)
+                    save = str(p.with_name(f"{p.stem}.{{serial}}{p.suffix}"))
+                profiles = profile_on_devices(args.model, serial, save=save, **kw)
+            else:
+                profiles[""] = profile_on_device(args.model, serial=serial, save=args.save, **kw)
+    several = len(profiles) > 1
+    for label, profile in profiles.items():
+        if several:
+            print(f"=== device {label} ===")
+        print(profile.table())
+        if args.save:
+            print(f"wrote {_suffixed(args.save, label) if several else args.save}")
+        if args.plot:
+            png = plot_ops(profile, _suffixed(args.plot, label) if several else args.plot, top=args.top)
+            print(f"wrote {png}")
+        if several:
+            print()
+
+
+def cmd_lut_build(args):
+    from ..profile.lut import build_lut, default_lut_name, save_lut
+
+    data = build_lut(device=args.device, runtime=args.runtime, space=args.space, input_size=parse_size(args.input_size),
+                     scale=args.scale, threads=args.threads, runs=args.runs, warmup=args.warmup, delegate=args.delegate,
+                     benchmark_binary=args.benchmark_binary, cache_dir=args.cache_dir,
+                     progress=None if args.quiet else print, rounds=args.rounds)
+    out = Path(args.output) if args.output else Path("profiles") / default_lut_name(data)
+    save_lut(data, out)
+    print(f"wrote {out}: {len(data['entries'])} entries, overhead {data['overhead']['ms']:.3f} ms "
+          f"({data['runtime']['name']} {data['runtime']['delegate']}, {data['runtime']['threads']} thread(s), "
+          f"{data['input_size'][0]}x{data['input_size'][1]} x{data['scale']})")
+
+
+def _genotype_of(spec: str):
+    """``(genotype, scale or None, what)`` for a genotype text, a checkpoint or a registry name."""
+    from ..checkpoint import load_model
+    from ..genotype import Genotype
+    from ..models import create_model, list_models
+
+    model = None
+    if Path(spec).is_file():
+        model = load_model(spec)
+    elif spec in list_models():
+        model = create_model(spec)
+    if model is None:
+        try:
+            return Genotype.parse(spec), None, "genotype"
+        except ValueError as e:
+            raise ValueError(f"{spec!r} is neither a checkpoint, a registry model nor a genotype ({e})") from None
+    genotype = getattr(model, "genotype", None)
+    if genotype is None:
+        raise ValueError(f"{spec}: not a TPSR-family network (it has no genotype)")
+    return genotype, getattr(model, "scale", None), spec
+
+
+def cmd_lut_predict(args):
+    from ..profile.predict import load_table
+
+    genotype, scale, what = _genotype_of(args.model)
+    table = load_table(args.profile)
+    table.check_size(scale=scale)
+    rows = table.breakdown(genotype)
+    total = table.predict(genotype)
+    if args.json:
+        print(json.dumps({"model": args.model, "genotype": str(genotype), "profile": args.profile,
+                          "input_size": [table.h, table.w], "scale": table.scale, "predicted_ms": total,
+                          "terms": [{"what": a, "key": k, "ms": ms} for a, k, ms in rows]}, indent=2))
+        return
+    rt = table.data.get("runtime", {})
+    print(f"{what}: {genotype}")
+    print(f"profile {args.profile} ({table.data.get('device', {}).get('cpu') or table.device}, {rt.get('name')} "
+          f"{rt.get('delegate')}, {table.threads} thread(s), {table.h}x{table.w} x{table.scale})")
+    width = max(len(a) for a, _, _ in rows)
+    for a, key, ms in rows:
+        print(f"  {a:<{width}}  {key:<30} {ms:9.3f} ms")
+    print(f"predicted latency: {total:.3f} ms")
+
+
+def cmd_lut_validate(args):
+    from ..profile.lut import save_lut
+    from ..profile.predict import format_validation, plot_validation, validate
+
+    result = validate(args.profile, samples=args.samples, seed=args.seed, runs=args.runs, warmup=args.warmup,
+                      cache_dir=args.cache_dir, benchmark_binary=args.benchmark_binary,
+                      progress=None if args.quiet else print, rounds=args.rounds)
+    print(format_validation(result))
+    if args.json_out:
+        print(f"wrote {save_lut(result, args.json_out)}")
+    if args.plot:
+        print(f"wrote {plot_validation(result, args.plot)}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -207,23 +208,63 @@ class Timer:
         self.warmup, self.runs, self.benchmark_binary = int(warmup), int(runs), benchmark_binary
 
     def __call__(self, flat: bytes) -> tuple:
-        if self.kind == "host":
-            from tinysr.profile.host import time_litert
+        return self.measure([flat], rounds=1)[0]
 
-            t = time_litert(flat, self.threads, self.delegate, self.warmup, self.runs)
-            return t.median_ms, t.p90_ms, len(t.times_ms)
+    def measure(self, flats: list, rounds: int = 1) -> list:
+        """``[(median_ms, p90_ms, runs)]`` for several models, timed in interleaved rounds.
+
+        Every model is loaded and warmed up first; then each of ``rounds`` rounds runs every model
+        in turn (one untimed run, then ``runs / rounds`` timed runs). A passing disturbance on a
+        shared machine thus spreads over all models instead of skewing a few, and the median of
+        each model's pooled runs ignores it.
+        """
+        rounds = max(min(int(rounds), self.runs), 1)
+        per_round = max(1, -(-self.runs // rounds))
+        if self.kind != "host":
+            meds = [[] for _ in flats]
+            for _ in range(rounds):
+                for i, flat in enumerate(flats):
+                    meds[i].append(self._adb_once(flat, per_round))
+            return [(float(statistics.median(m)), None, per_round * rounds) for m in meds]
+        import time
+
+        import numpy as np
+
+        from tinysr.profile.host import _random_input, litert_interpreter
+
+        rng = np.random.default_rng(0)
+        sessions = []
+        for flat in flats:
+            interp = litert_interpreter(flat, self.threads, self.delegate)
+            interp.allocate_tensors()
+            for d in interp.get_input_details():
+                interp.set_tensor(d["index"], _random_input(tuple(d["shape"]), d["dtype"], rng))
+            for _ in range(max(self.warmup, 0)):
+                interp.invoke()
+            sessions.append(interp)
+        times = [[] for _ in flats]
+        for _ in range(rounds):
+            for interp, ts in zip(sessions, times):
+                interp.invoke()  # untimed: caches were someone else's
+                for _ in range(per_round):
+                    t = time.perf_counter()
+                    interp.invoke()
+                    ts.append((time.perf_counter() - t) * 1e3)
+        return [(float(statistics.median(ts)), float(np.percentile(ts, 90)), len(ts)) for ts in times]
+
+    def _adb_once(self, flat: bytes, runs: int) -> float:
         from tinysr.profile.adb import profile_on_device
 
         with tempfile.TemporaryDirectory(prefix="tinysr-lut-") as d:
             path = Path(d) / "part.tflite"
             path.write_bytes(flat)
             p = profile_on_device(path, serial=self.serial, benchmark_binary=self.benchmark_binary,
-                                  threads=self.threads, delegate=self.delegate, warmup=self.warmup, runs=self.runs)
+                                  threads=self.threads, delegate=self.delegate, warmup=self.warmup, runs=runs)
         s = p.summary
         median = s.get("median_ms") if s.get("median_ms") is not None else s.get("avg_ms")
         if median is None:
             raise RuntimeError(f"benchmark_model on {self.serial or 'the device'} reported no inference time")
-        return float(median), s.get("p90_ms"), s.get("runs") or self.runs
+        return float(median)
 
     def describe(self) -> tuple:
         """``(device dict, runtime dict)`` for the table's header."""
@@ -244,12 +285,13 @@ class Timer:
 
 def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr", input_size=(180, 320),
               scale: int = 4, threads: int = 1, runs: int = 30, warmup: int = 5, delegate: str | None = None,
-              benchmark_binary=None, cache_dir=None, progress=None) -> dict:
+              benchmark_binary=None, cache_dir=None, progress=None, rounds: int = 5) -> dict:
     """Measure every entry of a latency table; returns the JSON-ready dict (see ``profiles/README.md``).
 
     ``cache_dir``: keep the converted part models there and reuse them (conversion is
     deterministic in structure; weights are random and do not change the latency).
-    ``progress``: ``callable(str)`` told about each entry.
+    ``progress``: ``callable(str)`` told about each entry. ``rounds``: the ``runs`` of every
+    entry are split over this many interleaved rounds (see :meth:`Timer.measure`).
     """
     from tinysr.models.tpsr import CellSR
 
@@ -260,17 +302,22 @@ def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr"
     timer = Timer(device, runtime, threads, delegate, warmup, runs, benchmark_binary)
     say = progress or (lambda msg: None)
     torch.manual_seed(0)
-    entries = {}
-    for key, what, module, channels, size, kind in part_modules(space, (h, w), scale):
-        flat = convert_cached(lambda: convert_part(module, channels, size, kind), cache_dir, f"{key}.tflite")
-        median, p90, n_runs = timer(flat)
-        entries[key] = {"median_ms": median, "p90_ms": p90, "runs": n_runs, "what": what}
-        say(f"{key:<34} {median:9.3f} ms  ({what})")
+    parts = part_modules(space, (h, w), scale)
+    flats = []
+    for key, what, module, channels, size, kind in parts:
+        flats.append(convert_cached(lambda: convert_part(module, channels, size, kind), cache_dir, f"{key}.tflite"))
     # Fixed overhead: the smallest network of the space, measured whole, minus its table entries.
     ref = Genotype.parse(OVERHEAD_REFERENCE)
     ref_name = f"reference_{OVERHEAD_REFERENCE.replace('@', '_at_')}_x{scale}_{h}x{w}.tflite"
-    flat = convert_cached(lambda: _convert_network(CellSR(ref, scale, n), (h, w)), cache_dir, ref_name)
-    ref_ms, ref_p90, ref_runs = timer(flat)
+    flats.append(convert_cached(lambda: _convert_network(CellSR(ref, scale, n), (h, w)), cache_dir, ref_name))
+    rounds = max(min(int(rounds), int(runs)), 1)
+    say(f"converted {len(flats)} models; timing them in {rounds} interleaved round(s)")
+    results = timer.measure(flats, rounds)
+    entries = {}
+    for (key, what, *_), (median, p90, n_runs) in zip(parts, results):
+        entries[key] = {"median_ms": median, "p90_ms": p90, "runs": n_runs, "what": what}
+        say(f"{key:<34} {median:9.3f} ms  ({what})")
+    ref_ms, ref_p90, ref_runs = results[-1]
     lay = skeleton_layout(n, h, w, scale)
     parts_ms = _skeleton_ms(entries, lay) + entries[op_key("identity", n, h, w)]["median_ms"]
     overhead = ref_ms - parts_ms
@@ -286,12 +333,14 @@ def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr"
         "runtime": rt,
         "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "method": (f"each entry converted on its own (convert_tflite mode=mobile, NHWC, random weights) and timed "
-                   f"whole: {warmup} warm-up runs, then median / p90 of {runs} runs "
+                   f"whole: {warmup} warm-up runs, then median / p90 of {results[0][2]} runs taken in {rounds} "
+                   "interleaved rounds over all entries (one untimed run per entry and round) "
                    f"({'LiteRT Python Interpreter, time.perf_counter around invoke' if timer.kind == 'host' else 'benchmark_model over adb'}); "
                    "the leaf-sum ADD is the ADD operator cut out of a converted two-branch graph; overhead = "
                    f"measured median of the network '{OVERHEAD_REFERENCE}' minus the sum of its entries"),
         "warmup": int(warmup),
-        "runs": int(runs),
+        "runs": int(results[0][2]),
+        "rounds": int(rounds),
         "skeleton": lay,
         "overhead": {"ms": overhead, "reference_genotype": OVERHEAD_REFERENCE, "reference_ms": ref_ms,
                      "reference_p90_ms": ref_p90, "reference_parts_ms": parts_ms},

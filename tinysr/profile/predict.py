@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import hashlib
+import os
 import random
 import tempfile
 from pathlib import Path
@@ -35,12 +36,12 @@ def load_table(profile) -> LatencyTable:
         return profile
     if isinstance(profile, dict):
         return LatencyTable(profile)
-    path = Path(profile)
+    key = os.fspath(profile)
     try:
-        stamp = path.stat().st_mtime_ns
+        stamp = os.stat(key).st_mtime_ns
     except FileNotFoundError:
-        raise FileNotFoundError(f"latency profile not found: {path}") from None
-    key = str(path.resolve())
+        raise FileNotFoundError(f"latency profile not found: {key}") from None
+    path = Path(key)
     hit = _TABLES.get(key)
     if hit is not None and hit[0] == stamp:
         return hit[1]
@@ -165,9 +166,10 @@ def error_stats(predicted, measured) -> dict:
 
 
 def validate(profile, samples: int = 30, seed: int = 0, runs: int = 20, warmup: int = 3, cache_dir=None,
-             benchmark_binary=None, progress=None) -> dict:
+             benchmark_binary=None, progress=None, rounds: int = 4) -> dict:
     """Predicted vs measured latency of ``samples`` random genotypes, on the table's device / runtime /
-    threads / size. All networks are converted first, then timed one after the other.
+    threads / size. All networks are converted first, then timed in ``rounds`` interleaved rounds
+    (:meth:`tinysr.profile.lut.Timer.measure`): the median of ``runs`` runs of each.
 
     ``cache_dir``: keep (and reuse) the converted networks there.
     """
@@ -192,9 +194,11 @@ def validate(profile, samples: int = 30, seed: int = 0, runs: int = 20, warmup: 
 
         flats.append(convert_cached(make, cache_dir, f"val_{digest}_x{table.scale}_{table.h}x{table.w}.tflite"))
         say(f"converted {i + 1}/{len(genos)}")
+    rounds = max(min(int(rounds), int(runs)), 1)
+    say(f"timing {len(flats)} networks in {rounds} interleaved round(s)")
+    results = timer.measure(flats, rounds)
     rows = []
-    for i, (g, flat) in enumerate(zip(genos, flats)):
-        measured, p90, n_runs = timer(flat)
+    for i, (g, (measured, p90, n_runs)) in enumerate(zip(genos, results)):
         predicted = table.predict(g)
         rows.append({"genotype": str(g), "predicted_ms": predicted, "measured_ms": measured, "measured_p90_ms": p90,
                      "runs": n_runs, "error_pct": (predicted - measured) / measured * 100.0})
@@ -203,7 +207,7 @@ def validate(profile, samples: int = 30, seed: int = 0, runs: int = 20, warmup: 
     dev, rtd = timer.describe()
     return {"format": VALIDATION_FORMAT, "profile": table.source, "device": dev, "runtime": rtd,
             "input_size": [table.h, table.w], "scale": table.scale, "samples": len(rows), "seed": int(seed),
-            "warmup": int(warmup), "runs": int(runs),
+            "warmup": int(warmup), "runs": int(results[0][2]) if results else 0, "rounds": rounds,
             "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
             "stats": error_stats([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows]),
             "rows": rows}

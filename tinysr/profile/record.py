@@ -15,8 +15,6 @@ which is :attr:`OpRecord.per_run_ms`, and ``percent`` is that cost's share of th
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -160,18 +158,10 @@ class Profile:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Write ``data`` to ``path`` atomically (the shared :func:`tinysr.imageio.atomic_write`)."""
+    from ..imageio import atomic_write
+
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def plot_ops(profile: Profile, png_path, top: int = 20) -> Path:
@@ -193,7 +183,7 @@ def plot_ops(profile: Profile, png_path, top: int = 20) -> Path:
     ax.set_yticks(range(len(ops)))
     ax.set_yticklabels(labels, fontsize=7)
     ax.set_xlabel("ms per inference (avg per call x times called)")
-    where = profile.device.get("model") or profile.device.get("serial") or ""
+    where = profile.device.get("model") or profile.device.get("serial") or profile.device.get("cpu") or ""
     ax.set_title(f"{Path(profile.model).name or 'model'} {where}".strip(), fontsize=9)
     for i, v in enumerate(values):
         ax.text(v, i, f" {v:.3f}", va="center", fontsize=6)

@@ -1,0 +1,227 @@
+"""``tinysr profile`` on this machine: ONNX Runtime's profiler, LiteRT single-op models, the CLI."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinysr.profile.host import (cpu_slug, op_rows, parse_ort_trace, profile_host, slice_op,
+                                 time_litert)
+from tinysr.profile.record import Profile
+
+FIX = Path(__file__).resolve().parent / "fixtures" / "benchmark_model"
+GENOTYPE = "conv3@in dsep3@0 se@in inv3@1 identity@0"
+SIZE = (16, 16)
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    import torch
+
+    from tinysr.export.onnx_export import export_onnx
+    from tinysr.export.tflite_convert import convert_tflite
+    from tinysr.models.tpsr import CellSR
+
+    d = tmp_path_factory.mktemp("host_models")
+    torch.manual_seed(0)
+    model = CellSR(GENOTYPE, scale=2).eval()
+    (d / "m.tflite").write_bytes(convert_tflite(model, SIZE))
+    export_onnx(model, SIZE, d / "m.onnx")
+    return d / "m.tflite", d / "m.onnx"
+
+
+# ------------------------------------------------------------------------------ ONNX Runtime
+def test_parse_ort_trace_uses_kernel_events_of_the_last_runs():
+    def ev(name, dur, ts, op="Conv", shape=None):
+        args = {"op_name": op}
+        if shape:
+            args["output_type_shape"] = [{"float": shape}]
+        return {"cat": "Node", "name": name, "dur": dur, "ts": ts, "args": args}
+
+    events = [{"cat": "Session", "name": "model_run", "dur": 999, "ts": 0}]
+    for run, (a, b) in enumerate([(900, 800), (10, 20), (12, 22), (14, 24)]):
+        events += [ev("conv_fence_before", 5, run * 100), ev("conv_kernel_time", a, run * 100 + 1, shape=[1, 16, 4, 4]),
+                   ev("relu_kernel_time", b, run * 100 + 2, op="Relu"), ev("relu_fence_after", 7, run * 100 + 3)]
+    rows = parse_ort_trace(events, runs=3)
+    assert [(r[0], r[1]) for r in rows] == [("conv", "Conv"), ("relu", "Relu")]
+    assert rows[0][2] == "1x16x4x4" and rows[1][2] == ""
+    assert rows[0][3] == pytest.approx(0.012) and rows[1][3] == pytest.approx(0.022)  # median of the last 3, in ms
+    assert rows[0][4] == rows[1][4] == 3
+
+
+def test_onnxruntime_profile_rows_are_the_optimized_graph_nodes(models, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    _, onnx_path = models
+    p = profile_host(onnx_path, threads=1, warmup=2, runs=10)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    nodes = [n.name for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
+    assert sorted(op.name for op in p.ops) == sorted(nodes)
+    assert {"Conv", "PRelu", "DepthToSpace"} <= {op.type for op in p.ops}
+    assert any(op.output_shape for op in p.ops)
+    assert p.ops[-1].cumulative_percent == pytest.approx(100.0)
+    s = p.summary
+    assert s["runs"] == 10 and s["median_ms"] > 0 and s["p90_ms"] >= s["median_ms"] and s["init_ms"] > 0
+    assert s["first_inference_ms"] > 0 and s["warmup_avg_ms"] > 0
+    # nodes run one after the other (1 thread): their times add up to most of a run, never much more
+    assert 0.2 * s["ort_model_run_median_ms"] <= p.op_total_ms <= 1.3 * s["ort_model_run_median_ms"] + 0.05
+    assert p.runtime["name"] == "onnxruntime" and p.device["kind"] == "host" and p.device["cpu"]
+
+
+# ----------------------------------------------------------------------------------- LiteRT
+def test_slice_op_reproduces_every_operator(models):
+    """Each single-op model computes what that operator computes inside the whole graph."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    tfl, _ = models
+    raw = tfl.read_bytes()
+    full = Interpreter(model_content=raw, experimental_preserve_all_tensors=True,
+                       experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    full.allocate_tensors()
+    inp = full.get_input_details()[0]
+    full.set_tensor(inp["index"], np.random.default_rng(0).random(inp["shape"], dtype=np.float32))
+    full.invoke()
+    details = full._get_ops_details()
+    names = {t["index"]: t["name"] for t in full.get_tensor_details()}
+    assert len(details) == len(op_rows(raw)) > 5
+    for i, d in enumerate(details):
+        one = Interpreter(model_content=slice_op(raw, i),
+                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        one.allocate_tensors()
+        by_name = {names[t]: t for t in d["inputs"] if t >= 0}
+        ins = one.get_input_details()
+        assert ins and all(det["name"] in by_name for det in ins), d["op_name"]
+        for det in ins:  # the op's activation inputs, now graph inputs (same tensor names)
+            one.set_tensor(det["index"], full.get_tensor(by_name[det["name"]]))
+        one.invoke()
+        out = one.get_tensor(one.get_output_details()[0]["index"])
+        np.testing.assert_allclose(out, full.get_tensor(d["outputs"][0]), rtol=1e-5, atol=1e-5, err_msg=d["op_name"])
+
+
+def test_litert_profile_rows_are_the_graph_ops(models):
+    from tinysr.export.tflite_convert import op_histogram
+
+    tfl, _ = models
+    p = profile_host(tfl, threads=1, warmup=2, runs=10)
+    rows = op_rows(tfl)
+    assert [op.type for op in p.ops] == [t for t, _, _ in rows]
+    assert len(p.ops) == sum(op_histogram(tfl).values())
+    assert all(op.avg_ms > 0 and op.output_shape for op in p.ops)
+    assert p.ops[-1].cumulative_percent == pytest.approx(100.0)
+    assert any("single-op models" in n and "whole-model median" in n for n in p.notes)
+    s = p.summary
+    assert s["runs"] == 10 and s["median_ms"] > 0 and s["p90_ms"] >= s["median_ms"]
+    # each op alone pays one invoke: the sum exceeds a whole run, but by a bounded factor
+    assert 0.3 * s["median_ms"] <= p.op_total_ms <= 10 * s["median_ms"]
+    assert p.runtime["delegate"] == "xnnpack" and p.runtime["threads"] == 1
+
+
+def test_litert_builtin_kernels_and_errors(models):
+    tfl, onnx_path = models
+    t = time_litert(tfl.read_bytes(), threads=1, delegate="cpu", warmup=1, runs=3)
+    assert len(t.times_ms) == 3 and t.median_ms > 0
+    with pytest.raises(ValueError, match="gpu"):
+        profile_host(tfl, delegate="gpu")
+    with pytest.raises(ValueError, match="ONNX Runtime"):
+        profile_host(onnx_path, delegate="xnnpack")
+    with pytest.raises(FileNotFoundError):
+        profile_host(tfl.with_name("missing.tflite"))
+
+
+def test_cpu_slug():
+    assert cpu_slug("AMD EPYC") == "amd-epyc"
+    assert cpu_slug("Intel(R) Xeon(R) CPU E5-2690 v4 @ 2.60GHz") == "intel-xeon-e5-2690-v4"
+    assert cpu_slug("AMD Ryzen 9 5950X 16-Core Processor") == "amd-ryzen-9-5950x"
+
+
+# -------------------------------------------------------------------------------------- CLI
+@pytest.mark.parametrize("which", ["tflite", "onnx"])
+def test_cli_profile_writes_json_and_png(models, tmp_path, capsys, which):
+    from tinysr.cli.main import main
+
+    path = models[0] if which == "tflite" else models[1]
+    out, png = tmp_path / "prof.json", tmp_path / "prof.png"
+    rc = main(["profile", str(path), "--threads", "1", "--warmup", "1", "--runs", "5", "--save", str(out),
+               "--plot", str(png)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "summary: init" in text and "median" in text and "p90" in text
+    p = Profile.load(out)
+    assert p.ops and p.summary["runs"] == 5
+    assert p.runtime["name"] == ("litert" if which == "tflite" else "onnxruntime")
+    assert png.read_bytes()[:8] == PNG
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIX.glob("*.txt")))
+def test_cli_profile_from_output(tmp_path, capsys, name):
+    from tinysr.cli.main import main
+    from tinysr.profile.benchmark_output import profile_from_output
+
+    out, png = tmp_path / "p.json", tmp_path / "p.png"
+    assert main(["profile", "--from-output", str(FIX / name), "--save", str(out), "--plot", str(png)]) == 0
+    assert "operators:" in capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    assert len(saved["ops"]) == len(profile_from_output(FIX / name).ops) > 0
+    assert png.read_bytes()[:8] == PNG
+
+
+def test_cli_profile_errors_are_one_line(models, capsys):
+    from tinysr.cli.main import main
+
+    tfl, _ = models
+    assert main(["profile"]) == 2
+    assert main(["profile", str(tfl), "--delegate", "nnapi"]) == 2
+    assert main(["profile", str(tfl), "--device", "phone"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("tinysr: error: ") for line in err)
+
+
+# ----------------------------------------------------------- --device adb (adb test double)
+@pytest.fixture
+def fake_adb(tmp_path, monkeypatch):
+    import sys
+
+    here = Path(__file__).resolve().parent
+    wrapper = tmp_path / "bin" / "adb"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{here / "doubles" / "fake_adb.py"}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("ADB", str(wrapper))
+    monkeypatch.setenv("FAKE_ADB_ROOT", str(tmp_path / "adbroot"))
+    monkeypatch.setenv("TINYSR_ADB_CACHE", str(tmp_path / "cache"))
+    for var in ("FAKE_ADB_SCENARIO", "FAKE_ADB_SERIALS", "FAKE_ADB_ABI"):
+        monkeypatch.delenv(var, raising=False)
+    binary = tmp_path / "benchmark_model"  # an arm64 ELF header is all the double checks
+    binary.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(9) + (3).to_bytes(2, "little") + (183).to_bytes(2, "little")
+                       + bytes(64))
+    return binary
+
+
+def test_cli_profile_adb_several_serials(models, tmp_path, monkeypatch, capsys, fake_adb):
+    from tinysr.cli.main import main
+
+    monkeypatch.setenv("FAKE_ADB_SERIALS", "AAA111,BBB222")
+    tfl, _ = models
+    out = tmp_path / "out"
+    rc = main(["profile", str(tfl), "--device", "adb:AAA111,BBB222", "--benchmark-binary", str(fake_adb),
+               "--save", str(out / "p.json"), "--plot", str(out / "p.png")])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "=== device AAA111 ===" in text and "=== device BBB222 ===" in text
+    for serial in ("AAA111", "BBB222"):
+        p = Profile.load(out / f"p.{serial}.json")
+        assert p.device["serial"] == serial and p.runtime["delegate"] == "cpu" and len(p.ops) == 31
+        assert (out / f"p.{serial}.png").read_bytes()[:8] == PNG
+
+
+def test_measure_latency_over_adb(models, fake_adb):
+    from tinysr.profile.predict import measure_latency
+
+    tfl, _ = models
+    # the double plays a fixture log (avg 2950.34 ms, no median line): that is what comes back
+    assert measure_latency(tfl, device="adb:FAKE0001", benchmark_binary=fake_adb, runs=5) == pytest.approx(2950.34)
