@@ -92,9 +92,21 @@ def load_rgb_uint8(path: str | os.PathLike) -> np.ndarray:
 
 
 def quantize(arr: np.ndarray, depth: int = 8) -> np.ndarray:
+    """[0, 1] floats -> uint8 / uint16 (round half up, clamped); integer images pass through (or widen)."""
+    arr = np.asarray(arr)
+    if arr.dtype == np.uint8:
+        return arr if depth == 8 else arr.astype(np.uint16) * 257
+    if arr.dtype == np.uint16:
+        return arr if depth == 16 else ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
     top = 65535.0 if depth == 16 else 255.0
-    out = np.clip(np.floor(np.asarray(arr, dtype=np.float64) * top + 0.5), 0, top)
+    out = np.clip(np.floor(arr.astype(np.float32 if arr.dtype == np.float32 else np.float64) * top + 0.5), 0, top)
     return out.astype(np.uint16 if depth == 16 else np.uint8)
+
+
+def _gray(rgb: np.ndarray, depth: int) -> np.ndarray:
+    if rgb.dtype in (np.uint8, np.uint16):  # integer mean without a float copy of a huge image
+        return quantize(((rgb.astype(np.uint32).sum(axis=2) + 1) // 3).astype(rgb.dtype), depth)
+    return quantize(rgb.mean(axis=2), depth)
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
@@ -117,10 +129,10 @@ def atomic_write(path: str | os.PathLike, write) -> None:
 
 def to_pil(rgb: np.ndarray, alpha: np.ndarray | None = None, grayscale: bool = False, bit_depth: int = 8) -> Image.Image:
     if grayscale and alpha is None and bit_depth == 16:
-        return Image.fromarray(quantize(rgb.mean(axis=2), 16))
+        return Image.fromarray(_gray(rgb, 16))
     rgb8 = quantize(rgb, 8)
     if grayscale:
-        gray = quantize(rgb.mean(axis=2), 8)
+        gray = _gray(rgb, 8)
         if alpha is not None:
             return Image.fromarray(np.stack([gray, quantize(alpha, 8)], axis=2), "LA")
         return Image.fromarray(gray, "L")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .imageio import LoadedImage, load_image, save_image
+from .imageio import LoadedImage, load_image, quantize, save_image
 
 
 def tiles(h: int, w: int, tile: int):
@@ -38,13 +38,17 @@ def tile_plan(runner, tile: int, overlap: int) -> tuple[int, int]:
     return side - 2 * overlap, overlap
 
 
-def upscale_array(runner, rgb: np.ndarray, tile: int = 256, overlap: int = 16, progress=None) -> np.ndarray:
-    """``rgb``: H x W x 3 float32 in [0, 1] -> sH x sW x 3 float32 (clamped to [0, 1])."""
+def upscale_array(runner, rgb: np.ndarray, tile: int = 256, overlap: int = 16, progress=None,
+                  bit_depth: int | None = None) -> np.ndarray:
+    """``rgb``: H x W x 3 float32 in [0, 1] -> sH x sW x 3 float32 clamped to [0, 1], or, with
+    ``bit_depth`` 8 / 16, the uint8 / uint16 image (each tile quantized as it is written, so a
+    huge output never exists in float)."""
     h, w = rgb.shape[:2]
     s = runner.scale
     fixed = getattr(runner, "fixed_size", None)
     tile, overlap = tile_plan(runner, tile, overlap)
-    out = np.empty((h * s, w * s, 3), dtype=np.float32)
+    dtype = {None: np.float32, 8: np.uint8, 16: np.uint16}[bit_depth]
+    out = np.empty((h * s, w * s, 3), dtype=dtype)
     chw = rgb.transpose(2, 0, 1)
     for y, x, th, tw in tiles(h, w, tile):
         if fixed is None:
@@ -62,10 +66,11 @@ def upscale_array(runner, rgb: np.ndarray, tile: int = 256, overlap: int = 16, p
             patch = np.pad(patch, ((0, 0), (0, fixed[0] - ph), (0, fixed[1] - pw)), mode="edge")
         sr = runner(np.ascontiguousarray(patch[None], dtype=np.float32))[0]
         oy, ox = (y - y0) * s, (x - x0) * s
-        out[y * s:(y + th) * s, x * s:(x + tw) * s] = sr[:, oy:oy + th * s, ox:ox + tw * s].transpose(1, 2, 0)
+        core = sr[:, oy:oy + th * s, ox:ox + tw * s].transpose(1, 2, 0)
+        out[y * s:(y + th) * s, x * s:(x + tw) * s] = quantize(core, bit_depth) if bit_depth else core
         if progress is not None:
             progress.update(1)
-    return np.clip(out, 0.0, 1.0, out=out)
+    return out if bit_depth else np.clip(out, 0.0, 1.0, out=out)
 
 
 def count_tiles(h: int, w: int, tile: int, runner, overlap: int) -> int:
@@ -92,7 +97,8 @@ class UpscaleReport:
 
 
 def upscale_image(runner, img: LoadedImage, tile: int = 256, overlap: int = 16, progress=None):
-    rgb = upscale_array(runner, img.rgb, tile, overlap, progress)
+    """(rgb, alpha): rgb as uint8 / uint16 (the source's bit depth), alpha as float in [0, 1] or None."""
+    rgb = upscale_array(runner, img.rgb, tile, overlap, progress, bit_depth=img.bit_depth)
     alpha = upscale_alpha(img.alpha, runner.scale) if img.alpha is not None else None
     return rgb, alpha
 

@@ -65,15 +65,16 @@ def calibration_samples(folder_or_files, input_size: tuple[int, int], count: int
         count: number of crops. Files are drawn in random order, one crop each; when there
             are fewer usable images than ``count``, further crops are taken from the same images.
         scale: if given, crops come from the bicubic-downscaled (x 1/scale) images, the LR
-            images an SR network sees; if None, from the images as they are.
+            images an SR network sees; if None, from the images as they are. Images smaller than
+            the input size are extended by mirroring.
         seed: seed of the file order and crop positions.
 
     Returns:
         ``count`` float32 arrays of shape 1 x 3 x H x W (NCHW, RGB in [0, 1]).
 
     Raises:
-        ValueError: when no file is a readable image at least H x W (after downscaling); the
-            message names the folder / files given.
+        ValueError: when no file is a readable image (of at least ``scale`` pixels); the message
+            names the folder / files given.
     """
     from ..data.bicubic import downscale
     from ..imageio import list_images, load_rgb_uint8
@@ -103,13 +104,14 @@ def calibration_samples(folder_or_files, input_size: tuple[int, int], count: int
                 continue
             img = downscale(img, int(scale))
         if img.shape[0] < h or img.shape[1] < w:
-            too_small += 1
-            continue
+            # smaller than the model's input (e.g. LR of a small photo at 180x320): mirror it out to
+            # the input size, which keeps real image statistics at every position
+            ph, pw = max(0, h - img.shape[0]), max(0, w - img.shape[1])
+            img = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="symmetric")
         usable.append(img)
     if not usable:
-        what = f" downscaled x1/{scale}" if scale else ""
         raise ValueError(f"no calibration images in {where}: {len(files)} image file(s), {unreadable} unreadable, "
-                         f"{too_small} smaller than {h}x{w}{what}")
+                         f"{too_small} too small to downscale x1/{scale}")
     out = []
     for k in range(count):
         img = usable[k % len(usable)]
