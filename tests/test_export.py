@@ -135,3 +135,13 @@ def test_verification_failure_is_loud_and_keeps_the_artifact_aside(tmp_path):
         export_model(str(ckpt), out, opts, progress=False)
     assert not out.exists() and (tmp_path / "q.rejected.tflite").is_file()
     assert not json.loads((tmp_path / "q.rejected.json").read_text())["verification"]["passed"]
+
+
+def test_random_init_exports_an_architecture_without_weights(tmp_path, capsys):
+    out = tmp_path / "srresnet.onnx"
+    assert main(["export", "--model", "srresnet_x4", "--target", "onnx", "--input-size", "16x16", "-o", str(out), "-q"]) == 2
+    assert "no bundled weights" in capsys.readouterr().err
+    assert main(["export", "--model", "srresnet_x4", "--random-init", "--target", "onnx", "--input-size", "16x16",
+                 "-o", str(out), "-q"]) == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["source"]["weights"].startswith("random") and card["verification"]["passed"]

@@ -122,7 +122,7 @@ def cmd_export(args):
 
     opts = dict(load_preset(args.preset)) if args.preset else {}
     for key in ("target", "precision", "calib", "calib_count", "layout", "value_range", "mode", "int8_io",
-                "verify_data", "max_loss_db", "opset"):
+                "verify_data", "max_loss_db", "opset", "random_init"):
         value = getattr(args, key)
         if value is not None:
             opts[key] = value

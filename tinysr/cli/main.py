@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--verify-data", help="HR images or benchmark folder for the quantized Y-PSNR check")
     s.add_argument("--max-loss-db", type=float, help="allowed Y-PSNR loss of fp16/int8 (default 0.05 / 0.3)")
     s.add_argument("--opset", type=int)
+    s.add_argument("--random-init", action="store_true", default=None,
+                   help="export a registry architecture without trained weights (for latency profiling)")
     s.add_argument("-o", "--output", help="output path (default export/NAME_PRECISION.EXT)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=commands.cmd_export)

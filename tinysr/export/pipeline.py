@@ -48,6 +48,7 @@ class ExportOptions:
     max_loss_db: float | None = None
     opset: int = 17
     simplify: bool = True
+    random_init: bool = False  # registry models without weights: export the architecture (for latency work)
 
     def resolved(self) -> "ExportOptions":
         o = ExportOptions(**asdict(self))
@@ -98,6 +99,8 @@ def _source_info(spec: str, model) -> dict:
 
     path = Path(spec)
     info = {"model": spec, **model_record(model), "state_sha256": _state_checksum(model)}
+    if spec in list_models() and not (get_entry(spec).weights and bundled_weights_path(get_entry(spec).weights).is_file()):
+        info["weights"] = "random initialisation (architecture only)"
     if path.is_file():
         info["file_sha256"] = file_sha256(path)
     elif spec in list_models() and get_entry(spec).weights:
@@ -187,7 +190,7 @@ def export_model(spec: str, out: str | Path, options: ExportOptions, progress: b
         bar.set_description(f"export: {name}")
 
     stage("trace")
-    model = load_model(spec).float().eval()
+    model = load_model(spec, allow_random=o.random_init).float().eval()
     value_max = 255.0 if o.value_range == "0-255" else 1.0
     scale = model.scale
     cx = measure(model, o.input_size)
