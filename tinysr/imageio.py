@@ -54,7 +54,6 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageReadError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
     mode = im.mode
-    alpha = None
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(im).astype(np.float64)
         depth = 16 if arr.max(initial=0) > 255 or mode.startswith("I;16") else 8

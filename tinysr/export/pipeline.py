@@ -260,8 +260,6 @@ def _export(model, scale, value_max, o: ExportOptions, work: Path, stage, cx, so
             art = work / "model.onnx"
             onnx_int8(fp32_path, art, samples)
             extra["calibration"] = {"images": o.calib or "bundled sample (grace_hopper.jpg)", "crops": len(samples)}
-            from .onnx_export import op_histogram_onnx
-
             hist = op_histogram_onnx(onnx.load(str(art)))
 
     io_dtype = "int8" if o.int8_io else "float32"

@@ -587,8 +587,6 @@ def tflite_int8(float_tflite: bytes, samples: list[np.ndarray], layout: str = "n
         ValueError: for a bad argument, no samples, a sample that does not fit the input, or a
             model that is not a single-subgraph float32 model with one input.
     """
-    import flatbuffers
-
     if layout not in ("nhwc", "nchw"):
         raise ValueError(f"layout must be 'nhwc' or 'nchw', got {layout!r}")
     if io not in IO_KINDS:
@@ -614,13 +612,9 @@ def tflite_int8(float_tflite: bytes, samples: list[np.ndarray], layout: str = "n
                        prelu_to_leaky_relu)
     rw.run()
     _compact(model)
-    for buf in model.buffers:  # all data inline now
-        if buf.offset and buf.offset > 1:
-            buf.data = np.frombuffer(raw[buf.offset:buf.offset + buf.size], np.uint8)
-        buf.offset, buf.size = 0, 0
-    builder = flatbuffers.Builder(1 << 16)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    from .tflite_convert import pack_tflite
+
+    return pack_tflite(model, raw)
 
 
 # --------------------------------------------------------------------------------------------

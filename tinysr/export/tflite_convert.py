@@ -36,7 +36,7 @@ import torch
 from torch import fx, nn
 from torch.nn import functional as F
 
-__all__ = ["UnsupportedOpError", "convert_tflite", "op_histogram"]
+__all__ = ["UnsupportedOpError", "convert_tflite", "op_histogram", "pack_tflite"]
 
 MODES = ("mobile", "plain")
 LAYOUTS = ("nhwc", "nchw")
@@ -606,3 +606,19 @@ def op_histogram(tflite: bytes | str | Path) -> dict[str, int]:
             name = codes[sg.Operators(k).OpcodeIndex()]
             hist[name] = hist.get(name, 0) + 1
     return dict(sorted(hist.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def pack_tflite(model, raw: bytes) -> bytes:
+    """Serialize a flatbuffer object-API ``ModelT`` (read from ``raw``) back to .tflite bytes.
+
+    Buffers stored after the flatbuffer (``offset`` / ``size``, as large models have) are inlined first.
+    """
+    import flatbuffers
+
+    for buf in model.buffers:
+        if buf.offset and buf.offset > 1:
+            buf.data = np.frombuffer(raw[buf.offset:buf.offset + buf.size], np.uint8)
+        buf.offset, buf.size = 0, 0
+    builder = flatbuffers.Builder(1 << 16)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

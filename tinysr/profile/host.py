@@ -352,15 +352,9 @@ def _buffer_has_data(buf) -> bool:
 
 
 def _pack(model, raw: bytes) -> bytes:
-    import flatbuffers
+    from ..export.tflite_convert import pack_tflite
 
-    for buf in model.buffers:  # data stored after the flatbuffer (offset/size) -> inline
-        if buf.offset and buf.offset > 1:
-            buf.data = np.frombuffer(raw[buf.offset:buf.offset + buf.size], np.uint8)
-        buf.offset, buf.size = 0, 0
-    builder = flatbuffers.Builder(1 << 16)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return pack_tflite(model, raw)
 
 
 def num_ops(tflite) -> int:

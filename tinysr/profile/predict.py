@@ -225,14 +225,12 @@ def format_validation(result: dict) -> str:
 
 def plot_validation(result: dict, png_path) -> Path:
     """Scatter of predicted vs measured latency with the y = x line (and +-10 % band); atomic PNG."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from tinysr.profile.record import _atomic_write
+    from tinysr.profile.record import save_figure
 
     m = [r["measured_ms"] for r in result["rows"]]
     p = [r["predicted_ms"] for r in result["rows"]]
@@ -253,10 +251,5 @@ def plot_validation(result: dict, png_path) -> Path:
                  f"{rt.get('name')} {rt.get('threads')}t {h}x{w} x{result['scale']}\n"
                  f"median |err| {s['median_abs_pct']:.1f}%, p90 {s['p90_abs_pct']:.1f}%, n={s['n']}", fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    png_path = Path(png_path)
-    _atomic_write(png_path, buf.getvalue())
-    return png_path
+    return save_figure(fig, png_path)
 

@@ -166,8 +166,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def plot_ops(profile: Profile, png_path, top: int = 20) -> Path:
     """Horizontal bar chart of the ``top`` most expensive operators (per-inference ms); atomic PNG."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -187,6 +185,13 @@ def plot_ops(profile: Profile, png_path, top: int = 20) -> Path:
     ax.set_title(f"{Path(profile.model).name or 'model'} {where}".strip(), fontsize=9)
     for i, v in enumerate(values):
         ax.text(v, i, f" {v:.3f}", va="center", fontsize=6)
+    return save_figure(fig, png_path)
+
+
+def save_figure(fig, png_path) -> Path:
+    """Lay out and write a matplotlib figure as PNG, atomically."""
+    import io
+
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
