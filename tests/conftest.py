@@ -2,8 +2,11 @@
 tests that need it skip with the reason when it is absent."""
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -44,7 +47,7 @@ def photo_dir(tmp_path):
     """A small folder of natural-looking images (from the bundled sample) for training/IO tests."""
     from PIL import Image
 
-    from tinysr.cli.commands import sample_image
+    from tinysr.bundled import sample_image
 
     src = Image.open(sample_image()).convert("RGB")
     d = tmp_path / "photos"
@@ -60,3 +63,31 @@ def rng_image(h, w, seed=0, channels=3):
     from tinysr.data.bicubic import imresize
 
     return np.clip(imresize(base, output_shape=(h, w)), 0, 255).astype(np.uint8)
+
+
+def elf_header(path: Path, machine: int) -> Path:
+    """A file whose ELF header says ``machine`` (183 = aarch64): all the adb path checks of a binary."""
+    path.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(9) + (3).to_bytes(2, "little") + machine.to_bytes(2, "little")
+                     + bytes(64))
+    return path
+
+
+@pytest.fixture
+def fake_adb(tmp_path, monkeypatch):
+    """``$ADB`` pointing at the adb test double (tests/doubles/fake_adb.py), whose "device" lives in tmp_path."""
+    wrapper = tmp_path / "bin" / "adb"
+    wrapper.parent.mkdir()
+    double = Path(__file__).resolve().parent / "doubles" / "fake_adb.py"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{double}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("ADB", str(wrapper))
+    monkeypatch.setenv("FAKE_ADB_ROOT", str(tmp_path / "adbroot"))
+    monkeypatch.setenv("TINYSR_ADB_CACHE", str(tmp_path / "cache"))
+    for var in ("FAKE_ADB_SCENARIO", "FAKE_ADB_SERIALS", "FAKE_ADB_ABI"):
+        monkeypatch.delenv(var, raising=False)
+    model = tmp_path / "tpsr.tflite"
+    model.write_bytes(b"TFL3" + bytes(100))
+    calls = tmp_path / "adbroot" / "calls.log"
+    return SimpleNamespace(tmp=tmp_path, model=model, out=tmp_path / "profiles",
+                           binary=elf_header(tmp_path / "benchmark_model", 183),
+                           calls=lambda: [json.loads(line) for line in calls.read_text().splitlines()])

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 
 from tinysr.data.bicubic import downscale, imresize
-from tinysr.imageio import load_image
 
 
 def _u8(path):

@@ -1,5 +1,4 @@
 """``tinysr.profile``: benchmark_model output parsers (verbatim fixtures) and the adb path (test double)."""
-import json
 import os
 import re
 import sys
@@ -17,6 +16,8 @@ FIX = HERE / "fixtures" / "benchmark_model"
 FIXTURES = ["mobilenet_v1_riscv64_cpu.txt", "efficientdet_lite0_x86_64_xnnpack.txt", "mnv3_seg_float_android_gpu.txt"]
 sys.path.insert(0, str(HERE / "doubles"))
 from profiling_proto import proto_from_text  # noqa: E402
+
+from conftest import elf_header  # noqa: E402
 
 
 def text(name):
@@ -151,46 +152,16 @@ def test_parse_devices_states():
 
 
 # ------------------------------------------------------------------------ adb via test double
-def _elf(path, machine):
-    head = b"\x7fELF\x02\x01\x01" + bytes(9) + (3).to_bytes(2, "little") + machine.to_bytes(2, "little")
-    path.write_bytes(head + bytes(64))
-    return path
-
-
-@pytest.fixture
-def fake(tmp_path, monkeypatch):
-    wrapper = tmp_path / "bin" / "adb"
-    wrapper.parent.mkdir()
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{HERE / "doubles" / "fake_adb.py"}" "$@"\n')
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("ADB", str(wrapper))
-    monkeypatch.setenv("FAKE_ADB_ROOT", str(tmp_path / "adbroot"))
-    monkeypatch.setenv("TINYSR_ADB_CACHE", str(tmp_path / "cache"))
-    for var in ("FAKE_ADB_SCENARIO", "FAKE_ADB_SERIALS", "FAKE_ADB_ABI"):
-        monkeypatch.delenv(var, raising=False)
-    model = tmp_path / "tpsr.tflite"
-    model.write_bytes(b"TFL3" + bytes(100))
-
-    class Env:
-        pass
-
-    env = Env()
-    env.tmp, env.model, env.out = tmp_path, model, tmp_path / "profiles"
-    env.binary = _elf(tmp_path / "benchmark_model", 183)
-    env.calls = lambda: [json.loads(l) for l in (tmp_path / "adbroot" / "calls.log").read_text().splitlines()]
-    return env
-
-
-def test_adb_success_records_device_and_caches_push(fake):
-    save = fake.out / "p.json"
-    p = profile_on_device(fake.model, benchmark_binary=fake.binary, threads=2, delegate="xnnpack", warmup=3,
+def test_adb_success_records_device_and_caches_push(fake_adb):
+    save = fake_adb.out / "p.json"
+    p = profile_on_device(fake_adb.model, benchmark_binary=fake_adb.binary, threads=2, delegate="xnnpack", warmup=3,
                           runs=20, save=save)
     assert Profile.load(save) == p
     assert p.device["model"] == "Fake Phone 1" and p.device["abi"] == "arm64-v8a"
     assert p.device["android"] == "14" and p.device["governor"] == "schedutil" and p.device["serial"] == "FAKE0001"
     assert p.runtime["source"] == "proto" and p.runtime["delegate"] == "xnnpack" and p.runtime["threads"] == 2
     assert len(p.ops) == 31 and p.summary["runs"] == 50 and p.summary["init_ms"] == pytest.approx(17.187)
-    calls = fake.calls()
+    calls = fake_adb.calls()
     pushes = [c for c in calls if "push" in c]
     assert len(pushes) == 2 and all(c[-1].startswith("/data/local/tmp/tinysr/") for c in pushes)
     run = next(c[-1] for c in calls if "shell" in c and "--graph=" in c[-1])
@@ -200,28 +171,28 @@ def test_adb_success_records_device_and_caches_push(fake):
                  "--op_profiling_output_file=/data/local/tmp/tinysr/prof.pb"):
         assert flag in run
     # second run: identical binary and model are not pushed again
-    p2 = profile_on_device(fake.model, benchmark_binary=fake.binary)
+    p2 = profile_on_device(fake_adb.model, benchmark_binary=fake_adb.binary)
     assert p2.runtime["pushed"] == {"binary": False, "model": False}
-    assert len([c for c in fake.calls() if "push" in c]) == 2
+    assert len([c for c in fake_adb.calls() if "push" in c]) == 2
 
 
-def test_adb_gpu_note_and_old_binary_text_fallback(fake, monkeypatch):
-    p = profile_on_device(fake.model, benchmark_binary=fake.binary, delegate="gpu")
+def test_adb_gpu_note_and_old_binary_text_fallback(fake_adb, monkeypatch):
+    p = profile_on_device(fake_adb.model, benchmark_binary=fake_adb.binary, delegate="gpu")
     assert [o.type for o in p.ops] == ["TfLiteGpuDelegateV2"] and GPU_NOTE in p.notes
     monkeypatch.setenv("FAKE_ADB_SCENARIO", "oldbinary")
-    p = profile_on_device(fake.model, benchmark_binary=fake.binary)
+    p = profile_on_device(fake_adb.model, benchmark_binary=fake_adb.binary)
     assert p.runtime["source"] == "text" and len(p.ops) == 31
     assert any("older build" in n for n in p.notes)
 
 
-def test_adb_two_serials(fake, monkeypatch):
+def test_adb_two_serials(fake_adb, monkeypatch):
     monkeypatch.setenv("FAKE_ADB_SERIALS", "AAA111,BBB222")
     with pytest.raises(DeviceError, match="several devices connected"):
-        profile_on_device(fake.model, benchmark_binary=fake.binary)
-    res = profile_on_devices(fake.model, ["AAA111", "BBB222"], save=fake.out, benchmark_binary=fake.binary)
+        profile_on_device(fake_adb.model, benchmark_binary=fake_adb.binary)
+    res = profile_on_devices(fake_adb.model, ["AAA111", "BBB222"], save=fake_adb.out, benchmark_binary=fake_adb.binary)
     assert list(res) == ["AAA111", "BBB222"]
     assert [res[s].device["model"] for s in res] == ["Fake Phone 1", "Fake Phone 2"]
-    assert sorted(os.listdir(fake.out)) == ["tpsr.AAA111.json", "tpsr.BBB222.json"]
+    assert sorted(os.listdir(fake_adb.out)) == ["tpsr.AAA111.json", "tpsr.BBB222.json"]
 
 
 @pytest.mark.parametrize("scenario,serial,pattern", [
@@ -232,21 +203,21 @@ def test_adb_two_serials(fake, monkeypatch):
     ("disconnect", None, r"device FAKE0001 disconnected during benchmark_model run \(error: closed\)"),
     ("crash", None, r"benchmark_model failed on device FAKE0001 \(killed by signal 11\): .*Segmentation fault"),
 ])
-def test_adb_failures_raise_one_line_and_write_nothing(fake, monkeypatch, scenario, serial, pattern):
+def test_adb_failures_raise_one_line_and_write_nothing(fake_adb, monkeypatch, scenario, serial, pattern):
     monkeypatch.setenv("FAKE_ADB_SCENARIO", scenario)
-    save = fake.out / "p.json"
+    save = fake_adb.out / "p.json"
     with pytest.raises(DeviceError, match=pattern) as err:
-        profile_on_device(fake.model, serial=serial, benchmark_binary=fake.binary, save=save)
+        profile_on_device(fake_adb.model, serial=serial, benchmark_binary=fake_adb.binary, save=save)
     assert "\n" not in str(err.value)
-    assert not fake.out.exists()
+    assert not fake_adb.out.exists()
 
 
-def test_adb_missing_executable_and_bad_binary(fake, monkeypatch, tmp_path):
+def test_adb_missing_executable_and_bad_binary(fake_adb, monkeypatch, tmp_path):
     monkeypatch.delenv("ADB")
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(DeviceError, match="adb not found"):
-        profile_on_device(fake.model, benchmark_binary=fake.binary)
-    assert elf_abi(_elf(tmp_path / "x86bin", 62)) == "x86_64"
+        profile_on_device(fake_adb.model, benchmark_binary=fake_adb.binary)
+    assert elf_abi(elf_header(tmp_path / "x86bin", 62)) == "x86_64"
     (tmp_path / "script").write_text("#!/bin/sh\n")
     with pytest.raises(DeviceError, match="not an ELF executable"):
         elf_abi(tmp_path / "script")

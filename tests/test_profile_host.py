@@ -182,33 +182,13 @@ def test_cli_profile_errors_are_one_line(models, capsys):
 
 
 # ----------------------------------------------------------- --device adb (adb test double)
-@pytest.fixture
-def fake_adb(tmp_path, monkeypatch):
-    import sys
-
-    here = Path(__file__).resolve().parent
-    wrapper = tmp_path / "bin" / "adb"
-    wrapper.parent.mkdir()
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{here / "doubles" / "fake_adb.py"}" "$@"\n')
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("ADB", str(wrapper))
-    monkeypatch.setenv("FAKE_ADB_ROOT", str(tmp_path / "adbroot"))
-    monkeypatch.setenv("TINYSR_ADB_CACHE", str(tmp_path / "cache"))
-    for var in ("FAKE_ADB_SCENARIO", "FAKE_ADB_SERIALS", "FAKE_ADB_ABI"):
-        monkeypatch.delenv(var, raising=False)
-    binary = tmp_path / "benchmark_model"  # an arm64 ELF header is all the double checks
-    binary.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(9) + (3).to_bytes(2, "little") + (183).to_bytes(2, "little")
-                       + bytes(64))
-    return binary
-
-
 def test_cli_profile_adb_several_serials(models, tmp_path, monkeypatch, capsys, fake_adb):
     from tinysr.cli.main import main
 
     monkeypatch.setenv("FAKE_ADB_SERIALS", "AAA111,BBB222")
     tfl, _ = models
     out = tmp_path / "out"
-    rc = main(["profile", str(tfl), "--device", "adb:AAA111,BBB222", "--benchmark-binary", str(fake_adb),
+    rc = main(["profile", str(tfl), "--device", "adb:AAA111,BBB222", "--benchmark-binary", str(fake_adb.binary),
                "--save", str(out / "p.json"), "--plot", str(out / "p.png")])
     assert rc == 0
     text = capsys.readouterr().out
@@ -224,4 +204,4 @@ def test_measure_latency_over_adb(models, fake_adb):
 
     tfl, _ = models
     # the double plays a fixture log (avg 2950.34 ms, no median line): that is what comes back
-    assert measure_latency(tfl, device="adb:FAKE0001", benchmark_binary=fake_adb, runs=5) == pytest.approx(2950.34)
+    assert measure_latency(tfl, device="adb:FAKE0001", benchmark_binary=fake_adb.binary, runs=5) == pytest.approx(2950.34)

@@ -1,5 +1,4 @@
 """L1 training: config + overrides, checkpoints, kill-and-resume to the same step, x2 -> x4 init."""
-import os
 import signal
 import subprocess
 import sys

@@ -1,6 +1,4 @@
 """`tinysr upscale`: inputs of every kind, tiling without seams, forms kept, bounded memory."""
-import json
-import resource
 import subprocess
 import sys
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import time
-from importlib import resources
 from pathlib import Path
 
 
@@ -30,11 +29,8 @@ def cmd_models(args):
     print(f"(Mult-Adds for a {h}x{w} LR input)")
 
 
-def sample_image() -> Path:
-    return Path(str(resources.files("tinysr") / "samples" / "grace_hopper_160.png"))
-
-
 def cmd_upscale(args):
+    from ..bundled import sample_image
     from ..imageio import list_images
     from ..runtimes import make_runner
     from ..upscale import upscale_files

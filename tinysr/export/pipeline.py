@@ -109,7 +109,7 @@ def _source_info(spec: str, model) -> dict:
 
 
 def _default_images(folder: str | None) -> list[Path]:
-    from ..cli.commands import sample_image
+    from ..bundled import sample_photo
     from ..imageio import list_images
 
     if folder:
@@ -117,7 +117,7 @@ def _default_images(folder: str | None) -> list[Path]:
         if not files:
             raise FileNotFoundError(f"{folder}: no images")
         return files
-    return [sample_image().with_name("grace_hopper.jpg")]
+    return [sample_photo()]
 
 
 def _parity_inputs(files: list[Path], input_size, scale: int, count: int = 3, seed: int = 1) -> list[np.ndarray]:
@@ -147,22 +147,27 @@ def _parity(model, runner, inputs: list[np.ndarray], value_max: float) -> dict:
             "input_range": f"0-{value_max:g}"}
 
 
-def _quality(model, runner, data: str | None, scale: int) -> dict:
-    """Y-PSNR (shave = scale) of the artifact and of the fp32 PyTorch model on the same LR inputs."""
+def _quality_psnrs(model, runner, data) -> tuple[float, float]:
     from ..evaluate import evaluate, mean_row
     from ..runtimes import TorchRunner
 
-    if data is None:
-        from ..cli.commands import sample_image
+    ref = mean_row(evaluate(TorchRunner(model), data, lpips=False, progress=False)).psnr
+    return ref, mean_row(evaluate(runner, data, lpips=False, progress=False)).psnr
 
-        tmp = Path(tempfile.mkdtemp(prefix="tinysr-verify-"))
-        (tmp / "HR").mkdir()
+
+def _quality(model, runner, data: str | None, scale: int) -> dict:
+    """Y-PSNR (shave = scale) of the artifact and of the fp32 PyTorch model on the same LR inputs."""
+    if data is None:  # the bundled photo as the HR image (LR made by MATLAB-compatible bicubic)
         from PIL import Image
 
-        Image.open(sample_image().with_name("grace_hopper.jpg")).convert("RGB").save(tmp / "HR" / "grace_hopper.png")
-        data = str(tmp)
-    ref = mean_row(evaluate(TorchRunner(model), data, lpips=False, progress=False)).psnr
-    got = mean_row(evaluate(runner, data, lpips=False, progress=False)).psnr
+        from ..bundled import sample_photo
+
+        with tempfile.TemporaryDirectory(prefix="tinysr-verify-") as tmp:
+            Image.open(sample_photo()).convert("RGB").save(Path(tmp) / "grace_hopper.png")
+            ref, got = _quality_psnrs(model, runner, tmp)
+        data = f"bundled sample ({sample_photo().name})"
+    else:
+        ref, got = _quality_psnrs(model, runner, data)
     return {"data": str(data), "psnr_fp32_torch_db": ref, "psnr_artifact_db": got, "loss_db": ref - got}
 
 
