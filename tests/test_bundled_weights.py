@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from tinysr.checkpoint import bundled_weights_path, file_sha256, has_bundled_weights, load_model
+from tinysr.checkpoint import bundled_weights_path, has_bundled_weights, load_model
+from tinysr.provenance import file_sha256
 from tinysr.evaluate import evaluate, mean_row
 from tinysr.runtimes import TorchRunner
 

@@ -10,7 +10,8 @@ import torch
 from tinysr.checkpoint import save_checkpoint
 from tinysr.cli.main import main
 from tinysr.export.pipeline import ExportOptions, ExportVerificationError, export_model
-from tinysr.export.tflite_convert import UnsupportedOpError, convert_tflite, op_histogram
+from tinysr.export.flatbuffer import op_histogram
+from tinysr.export.tflite_convert import UnsupportedOpError, convert_tflite
 from tinysr.genotype import Genotype
 from tinysr.models import create_model
 from tinysr.models.tpsr import CellSR

@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinysr.profile.host import (cpu_slug, op_rows, parse_ort_trace, profile_host, slice_op,
+from tinysr.export.flatbuffer import op_rows, slice_op
+from tinysr.profile.host import (cpu_slug, parse_ort_trace, profile_host,
                                  time_litert)
 from tinysr.profile.record import Profile
 
@@ -104,7 +105,7 @@ def test_slice_op_reproduces_every_operator(models):
 
 
 def test_litert_profile_rows_are_the_graph_ops(models):
-    from tinysr.export.tflite_convert import op_histogram
+    from tinysr.export.flatbuffer import op_histogram
 
     tfl, _ = models
     p = profile_host(tfl, threads=1, warmup=2, runs=10)

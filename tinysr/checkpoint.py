@@ -7,7 +7,6 @@ the optimizer, scheduler and RNG states.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from importlib import resources
 from pathlib import Path
@@ -100,9 +99,3 @@ def has_bundled_weights(name: str) -> bool:
     return bool(entry.weights) and bundled_weights_path(entry.weights).is_file()
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

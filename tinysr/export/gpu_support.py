@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .flatbuffer import opcode_names, reader, schema
+
 GPU_OPS = frozenset("""
 ABS ADD AVERAGE_POOL_2D BATCH_MATMUL CAST CEIL CONCATENATION CONV_2D COS CUMSUM DENSIFY DEPTH_TO_SPACE
 DEPTHWISE_CONV_2D DEQUANTIZE DIV ELU EQUAL EXP FLOOR FLOOR_DIV FLOOR_MOD FULLY_CONNECTED GATHER GREATER
@@ -24,21 +26,17 @@ MAX_RANK = 4
 
 def gpu_delegate_issues(tflite: bytes | str | Path) -> list[str]:
     """One line per op type the GPU delegate cannot run (unsupported type, or tensors above rank 4)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    buf = tflite if isinstance(tflite, (bytes, bytearray)) else Path(tflite).read_bytes()
-    m = schema.Model.GetRootAs(buf, 0)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    m = reader(tflite)
+    names = opcode_names(m)
     issues: dict[str, set[str]] = {}
     for s in range(m.SubgraphsLength()):
         sg = m.Subgraphs(s)
         for k in range(sg.OperatorsLength()):
             op = sg.Operators(k)
             oc = m.OperatorCodes(op.OpcodeIndex())
-            code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-            name = names.get(code, f"BUILTIN_{code}")
-            if code == schema.BuiltinOperator.CUSTOM:
-                name = f"CUSTOM:{(oc.CustomCode() or b'').decode()}"
+            name = names[op.OpcodeIndex()]
+            if max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()) == schema().BuiltinOperator.CUSTOM:
+                name = f"CUSTOM:{name}"
             if name not in GPU_OPS:
                 issues.setdefault(name, set()).add("not supported by the GPU delegate")
                 continue

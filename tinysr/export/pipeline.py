@@ -10,7 +10,6 @@ reports the numbers.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from ..imageio import atomic_write
+from ..provenance import file_sha256, state_sha256, tool_versions
 
 TARGETS = ("tflite", "onnx")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -74,31 +74,11 @@ class ExportOptions:
         return o
 
 
-def _tool_versions() -> dict:
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("tinysr", "torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "onnx", "onnxruntime", "onnxsim"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
-def _state_checksum(model) -> str:
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def _source_info(spec: str, model) -> dict:
-    from ..checkpoint import bundled_weights_path, file_sha256, get_entry, list_models, model_record
+    from ..checkpoint import bundled_weights_path, get_entry, list_models, model_record
 
     path = Path(spec)
-    info = {"model": spec, **model_record(model), "state_sha256": _state_checksum(model)}
+    info = {"model": spec, **model_record(model), "state_sha256": state_sha256(model)}
     if spec in list_models() and not (get_entry(spec).weights and bundled_weights_path(get_entry(spec).weights).is_file()):
         info["weights"] = "random initialisation (architecture only)"
     if path.is_file():
@@ -293,8 +273,8 @@ def _export(model, scale, value_max, o: ExportOptions, work: Path, stage, cx, so
     if o.precision != "fp32":
         card["quality"] = _quality(model, runner, o.verify_data, scale)
     card["file_size"] = art_named.stat().st_size
-    card["sha256"] = hashlib.sha256(art_named.read_bytes()).hexdigest()
-    card["tools"] = _tool_versions()
+    card["sha256"] = file_sha256(art_named)
+    card["tools"] = tool_versions()
     stage("card")
     card["_artifact"] = str(art_named)
     return card

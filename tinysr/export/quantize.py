@@ -30,6 +30,8 @@ from typing import Iterable
 
 import numpy as np
 
+from . import flatbuffer as fb
+
 __all__ = ["calibration_samples", "tflite_fp16", "tflite_int8", "onnx_int8", "INT8_OPS"]
 
 IO_KINDS = ("float", "int8")
@@ -150,12 +152,6 @@ def tflite_fp16(float_tflite: bytes) -> bytes:
 # TFLite full integer
 # --------------------------------------------------------------------------------------------
 
-def _schema():
-    from ai_edge_litert import schema_py_generated as schema
-
-    return schema
-
-
 def _asym_params(lo: float, hi: float, bits: int = 8) -> tuple[float, int]:
     """Asymmetric (scale, zero point) of a signed ``bits`` integer covering [lo, hi] and 0."""
     qmin, qmax = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
@@ -253,7 +249,7 @@ class _Int8Rewriter:
 
     def __init__(self, model, cal: _Calibration, method: str, io: str, per_channel: bool,
                  float_ops: set, input_range: tuple[float, float] | None, raw: bytes, leaky_relu: bool):
-        self.s = _schema()
+        self.s = fb.schema()
         self.m = model
         self.sg = model.subgraphs[0]
         self.cal = cal
@@ -263,9 +259,7 @@ class _Int8Rewriter:
         self.input_range = input_range
         self.raw = raw
         self.leaky_relu = leaky_relu
-        names = {v: k for k, v in vars(self.s.BuiltinOperator).items() if not k.startswith("_")}
-        self.op_names = [names.get(max(oc.builtinCode, oc.deprecatedBuiltinCode), "CUSTOM")
-                         for oc in model.operatorCodes]
+        self.op_names = fb.opcode_names(model)
         self.producer: dict[int, int] = {}
         for k, op in enumerate(self.sg.operators):
             for t in op.outputs:
@@ -284,11 +278,7 @@ class _Int8Rewriter:
 
     def const(self, t: int) -> np.ndarray:
         tensor = self.sg.tensors[t]
-        buf = self.m.buffers[tensor.buffer]
-        if buf.offset and buf.offset > 1:
-            data = np.frombuffer(self.raw[buf.offset:buf.offset + buf.size], np.uint8)
-        else:
-            data = np.asarray(buf.data if buf.data is not None else [], np.uint8)
+        data = fb.buffer_data(self.m, tensor.buffer, self.raw)
         dtype = {self.s.TensorType.FLOAT32: np.float32, self.s.TensorType.INT32: np.int32}.get(tensor.type)
         if dtype is None:
             raise ValueError(f"unexpected constant type {tensor.type} for tensor {tensor.name!r}")
@@ -296,17 +286,10 @@ class _Int8Rewriter:
         return np.frombuffer(data.tobytes(), dtype).reshape(shape)
 
     def opcode(self, builtin_name: str) -> int:
-        code = getattr(self.s.BuiltinOperator, builtin_name)
-        for i, oc in enumerate(self.m.operatorCodes):
-            if max(oc.builtinCode, oc.deprecatedBuiltinCode) == code:
-                return i
-        oc = self.s.OperatorCodeT()
-        oc.builtinCode = code
-        oc.deprecatedBuiltinCode = min(code, 127)
-        oc.version = _INT8_VERSION.get(builtin_name, 1)
-        self.m.operatorCodes.append(oc)
-        self.op_names.append(builtin_name)
-        return len(self.m.operatorCodes) - 1
+        index = fb.opcode_index(self.m, builtin_name, _INT8_VERSION.get(builtin_name, 1))
+        if index == len(self.op_names):
+            self.op_names.append(builtin_name)
+        return index
 
     def qparams(self, scale, zero_point, dim: int = 0):
         q = self.s.QuantizationParametersT()
@@ -604,17 +587,14 @@ def tflite_int8(float_tflite: bytes, samples: list[np.ndarray], layout: str = "n
         feeds.append(np.ascontiguousarray(x.transpose(0, 2, 3, 1) if layout == "nhwc" else x))
     raw = bytes(float_tflite)
     cal = _calibrate(raw, feeds, calibration)
-    schema = _schema()
-    model = schema.ModelT.InitFromPackedBuf(raw, 0)
+    model = fb.unpack(raw)
     if len(model.subgraphs) != 1:
         raise ValueError(f"tflite_int8 handles single-subgraph models, this one has {len(model.subgraphs)}")
     rw = _Int8Rewriter(model, cal, calibration, io, per_channel, set(float_ops), input_range, raw,
                        prelu_to_leaky_relu)
     rw.run()
     _compact(model)
-    from .tflite_convert import pack_tflite
-
-    return pack_tflite(model, raw)
+    return fb.pack(model, raw)
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ the caller handles other value ranges.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -36,7 +35,9 @@ import torch
 from torch import fx, nn
 from torch.nn import functional as F
 
-__all__ = ["UnsupportedOpError", "convert_tflite", "op_histogram", "pack_tflite"]
+from .flatbuffer import num_outputs, op_histogram
+
+__all__ = ["UnsupportedOpError", "convert_tflite", "op_histogram"]
 
 MODES = ("mobile", "plain")
 LAYOUTS = ("nhwc", "nchw")
@@ -552,7 +553,7 @@ def convert_tflite(model: nn.Module, input_size: tuple[int, int], mode: str = "m
     if mode == "plain":
         return flat
     hist = op_histogram(flat)
-    allowed = 0 if layout == "nhwc" else 1 + _n_outputs(flat)
+    allowed = 0 if layout == "nhwc" else 1 + num_outputs(flat)
     if hist.get("TRANSPOSE", 0) > allowed:
         raise RuntimeError(f"mobile conversion left {hist['TRANSPOSE']} TRANSPOSE ops in the graph: {hist}")
     return flat
@@ -570,55 +571,3 @@ def _convert(model: nn.Module, sample: torch.Tensor, mode: str, layout: str) -> 
         sample = sample.permute(0, 2, 3, 1).contiguous()
     with torch.no_grad():
         return litert_torch.convert(model, (sample,)).model_content()
-
-
-def _model(tflite: bytes | str | Path):
-    from ai_edge_litert import schema_py_generated as schema
-
-    buf = tflite if isinstance(tflite, (bytes, bytearray)) else Path(tflite).read_bytes()
-    return schema, schema.Model.GetRootAs(buf, 0)
-
-
-def _n_outputs(tflite: bytes) -> int:
-    _, m = _model(tflite)
-    return m.Subgraphs(0).OutputsLength()
-
-
-def op_histogram(tflite: bytes | str | Path) -> dict[str, int]:
-    """Count the operators of every subgraph of a .tflite flatbuffer, e.g. ``{"CONV_2D": 13, ...}``.
-
-    Builtins are named as in TFLite's schema; custom ops by their custom code. Sorted by count.
-    """
-    schema, m = _model(tflite)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    codes = []
-    for i in range(m.OperatorCodesLength()):
-        oc = m.OperatorCodes(i)
-        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-        if code == schema.BuiltinOperator.CUSTOM:
-            codes.append((oc.CustomCode() or b"CUSTOM").decode())
-        else:
-            codes.append(names.get(code, f"BUILTIN_{code}"))
-    hist: dict[str, int] = {}
-    for s in range(m.SubgraphsLength()):
-        sg = m.Subgraphs(s)
-        for k in range(sg.OperatorsLength()):
-            name = codes[sg.Operators(k).OpcodeIndex()]
-            hist[name] = hist.get(name, 0) + 1
-    return dict(sorted(hist.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def pack_tflite(model, raw: bytes) -> bytes:
-    """Serialize a flatbuffer object-API ``ModelT`` (read from ``raw``) back to .tflite bytes.
-
-    Buffers stored after the flatbuffer (``offset`` / ``size``, as large models have) are inlined first.
-    """
-    import flatbuffers
-
-    for buf in model.buffers:
-        if buf.offset and buf.offset > 1:
-            buf.data = np.frombuffer(raw[buf.offset:buf.offset + buf.size], np.uint8)
-        buf.offset, buf.size = 0, 0
-    builder = flatbuffers.Builder(1 << 16)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())

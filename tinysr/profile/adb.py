@@ -19,7 +19,6 @@ profile file is written.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -32,6 +31,7 @@ from pathlib import Path
 
 from tinysr.profile.benchmark_output import parse_proto, parse_text
 from tinysr.profile.record import Profile
+from tinysr.provenance import file_sha256
 
 DEVICE_DIR = "/data/local/tmp/tinysr"
 PROTO_NAME = "prof.pb"
@@ -96,14 +96,6 @@ def elf_abi(path) -> str:
     if machine not in _ELF_MACHINES:
         raise DeviceError(f"benchmark binary has unsupported ELF machine {machine}: {path}")
     return _ELF_MACHINES[machine]
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Adb:
@@ -249,7 +241,7 @@ class PushCache:
 def push_cached(client: Adb, local, cache: PushCache, executable: bool = False) -> tuple:
     """Push ``local`` to ``DEVICE_DIR`` unless the same bytes are there; ``(remote, pushed)``."""
     local = Path(local)
-    digest = sha256_file(local)
+    digest = file_sha256(local)
     remote = f"{DEVICE_DIR}/{digest[:16]}-{local.name}"
     known = cache.load(client.serial).get(remote) == digest
     if known:

@@ -11,7 +11,7 @@ offers ``experimental_op_resolver_type`` (AUTO / BUILTIN: XNNPACK applied by def
 BUILTIN_WITHOUT_DEFAULT_DELEGATES: the builtin kernels), ``experimental_preserve_all_tensors``
 and ``experimental_force_delegate_node_profiling`` (only meaningful with a C++ profiler installed,
 which Python cannot do); the wrapper exposes no profiler either. So each operator is timed as its
-own *single-op model*: the flatbuffer is sliced per operator (:func:`slice_op`: one subgraph with
+own *single-op model*: the flatbuffer is sliced per operator (:func:`tinysr.export.flatbuffer.slice_op`: one subgraph with
 that operator, its activation inputs as graph inputs, its constant tensors and their buffers
 kept) and that model is run in its own Interpreter with the same threads and delegate. The
 profile's notes say so and compare the sum of the per-op medians with the whole-model median
@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinysr.export.flatbuffer import num_ops, op_rows, slice_op
 from tinysr.profile.record import OpRecord, Profile
 
 HOST_DELEGATES = ("cpu", "xnnpack")
@@ -72,18 +73,6 @@ def host_device_info(threads: int | None = None) -> dict:
     if threads is not None:
         info["threads"] = int(threads)
     return info
-
-
-def tool_versions() -> dict:
-    from importlib import metadata
-
-    out = {}
-    for dist in ("ai-edge-litert", "litert-torch", "torch", "onnxruntime"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
 
 
 # ------------------------------------------------------------------------------ timing
@@ -328,105 +317,6 @@ def profile_onnxruntime(path, threads: int = 1, warmup: int = 5, runs: int = 50,
 
 
 # ------------------------------------------------------------------------------ LiteRT
-def _schema():
-    from ai_edge_litert import schema_py_generated as schema
-
-    return schema
-
-
-def _builtin_names() -> dict:
-    schema = _schema()
-    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-
-
-def _op_type(model, op, names) -> str:
-    oc = model.operatorCodes[op.opcodeIndex]
-    code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
-    if code == _schema().BuiltinOperator.CUSTOM:
-        return (oc.customCode.decode() if isinstance(oc.customCode, bytes) else str(oc.customCode or "CUSTOM"))
-    return names.get(code, f"BUILTIN_{code}")
-
-
-def _buffer_has_data(buf) -> bool:
-    return buf is not None and ((buf.data is not None and len(buf.data) > 0) or (buf.offset or 0) > 1)
-
-
-def _pack(model, raw: bytes) -> bytes:
-    from ..export.tflite_convert import pack_tflite
-
-    return pack_tflite(model, raw)
-
-
-def num_ops(tflite) -> int:
-    """Operators in subgraph 0 of a .tflite (path or bytes)."""
-    raw = tflite if isinstance(tflite, (bytes, bytearray)) else Path(tflite).read_bytes()
-    m = _schema().Model.GetRootAs(raw, 0)
-    return m.Subgraphs(0).OperatorsLength()
-
-
-def slice_op(tflite, index: int) -> bytes:
-    """A single-op model: operator ``index`` of subgraph 0 on its own.
-
-    The operator's non-constant inputs become the graph inputs, its outputs the graph outputs;
-    its constant inputs keep their buffers. Other tensors, buffers, signatures and metadata are
-    dropped. Models with several subgraphs (control flow) are refused.
-    """
-    raw = bytes(tflite) if isinstance(tflite, (bytes, bytearray)) else Path(tflite).read_bytes()
-    schema = _schema()
-    model = schema.ModelT.InitFromPackedBuf(raw, 0)
-    if len(model.subgraphs) != 1:
-        raise ValueError(f"per-op slicing handles single-subgraph models; this one has {len(model.subgraphs)}")
-    sg = model.subgraphs[0]
-    if not 0 <= index < len(sg.operators):
-        raise IndexError(f"operator {index} out of range (0..{len(sg.operators) - 1})")
-    op = sg.operators[index]
-    ins = [int(t) for t in op.inputs if int(t) >= 0]
-    outs = [int(t) for t in op.outputs]
-    inter = [int(t) for t in (op.intermediates if op.intermediates is not None else [])]
-    graph_inputs = []
-    for t in ins:
-        tensor = sg.tensors[t]
-        if not _buffer_has_data(model.buffers[tensor.buffer]) and t not in graph_inputs and not tensor.isVariable:
-            graph_inputs.append(t)
-    used = sorted(set(ins) | set(outs) | set(inter))
-    tmap = {old: new for new, old in enumerate(used)}
-    sg.tensors = [sg.tensors[i] for i in used]
-    op.inputs = [tmap[int(t)] if int(t) >= 0 else -1 for t in op.inputs]
-    op.outputs = [tmap[t] for t in outs]
-    if inter:
-        op.intermediates = [tmap[t] for t in inter]
-    sg.operators = [op]
-    sg.inputs = [tmap[t] for t in graph_inputs]
-    sg.outputs = [tmap[t] for t in outs]
-    model.signatureDefs = []
-    model.metadata = []
-    model.metadataBuffer = []
-    order = sorted({0} | {int(t.buffer) for t in sg.tensors})
-    bmap = {old: new for new, old in enumerate(order)}
-    model.buffers = [model.buffers[i] for i in order]
-    for t in sg.tensors:
-        t.buffer = bmap[int(t.buffer)]
-    return _pack(model, raw)
-
-
-def op_rows(tflite) -> list:
-    """``[(type, name, output_shape)]`` for every operator of subgraph 0, in run order."""
-    raw = bytes(tflite) if isinstance(tflite, (bytes, bytearray)) else Path(tflite).read_bytes()
-    model = _schema().ModelT.InitFromPackedBuf(raw, 0)
-    names = _builtin_names()
-    sg = model.subgraphs[0]
-    rows = []
-    for op in sg.operators:
-        out = sg.tensors[int(op.outputs[0])] if len(op.outputs) else None
-        name = out.name.decode(errors="replace") if out is not None and isinstance(out.name, bytes) else \
-            (str(out.name) if out is not None else "")
-        shape = "x".join(str(int(d)) for d in out.shape) if out is not None and out.shape is not None else ""
-        if "<locals>" in name:  # litert-torch's generated names: keep the informative tail
-            name = name.rsplit(".", 1)[-1]
-        rows.append((_op_type(model, op, names), name, shape))
-    return rows
-
-
 def profile_litert(path, threads: int = 1, delegate: str = "xnnpack", warmup: int = 5, runs: int = 50,
                    per_op: bool = True, seed: int = 0) -> Profile:
     """Whole-model timings of a .tflite in the Interpreter, and per-op times from single-op models."""

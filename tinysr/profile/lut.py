@@ -10,7 +10,7 @@ Each entry is measured as its own small model: the PyTorch module is converted w
 :func:`~tinysr.export.tflite_convert.convert_tflite` (``mode="mobile"``, NHWC, the same graph
 ``tinysr export`` writes) and timed whole (``warmup`` runs, then the median and 90th percentile
 of ``runs`` runs). The leaf-sum ADD cannot be a one-input model, so it is cut out of a converted
-two-branch graph (:func:`tinysr.profile.host.slice_op`). The overhead is what a whole network
+two-branch graph (:func:`tinysr.export.flatbuffer.slice_op`). The overhead is what a whole network
 costs beyond its parts: the measured median of the smallest network of the space (the skeleton
 around the cell ``identity@in``) minus the sum of its table entries.
 """
@@ -147,7 +147,7 @@ def quiet_fds(enabled: bool = True):
 def convert_part(module: nn.Module, channels: int, size, kind: str = "model", quiet: bool = True) -> bytes:
     """The .tflite of one table entry (see :func:`part_modules`)."""
     from tinysr.export.tflite_convert import convert_tflite
-    from tinysr.profile.host import op_rows, slice_op
+    from tinysr.export.flatbuffer import op_rows, slice_op
 
     with torch.no_grad(), quiet_fds(quiet):
         flat = convert_tflite(module.eval(), tuple(size), mode="mobile", channels=channels)
@@ -268,7 +268,8 @@ class Timer:
 
     def describe(self) -> tuple:
         """``(device dict, runtime dict)`` for the table's header."""
-        from tinysr.profile.host import host_device_info, tool_versions
+        from tinysr.profile.host import host_device_info
+        from tinysr.provenance import tool_versions
 
         if self.kind == "host":
             device = host_device_info(self.threads)

@@ -12,7 +12,8 @@ import csv
 import json
 from pathlib import Path
 
-from ..checkpoint import bundled_weights_path, file_sha256, model_from_checkpoint, read_checkpoint, save_checkpoint
+from ..checkpoint import bundled_weights_path, model_from_checkpoint, read_checkpoint, save_checkpoint
+from ..provenance import file_sha256
 from ..evaluate import evaluate, mean_row
 from ..imageio import atomic_write
 from ..runtimes import TorchRunner
