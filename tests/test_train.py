@@ -86,3 +86,35 @@ def test_init_x4_from_x2_checkpoint(tmp_path, photo_dir):
 def test_train_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "--model", "tpsr_x4", "--out-dir", str(tmp_path / "o"), "--steps", "1", "-q"]) == 2
     assert "no train_data" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_checkpoint_of_another_wiring(tmp_path, photo_dir, capsys):
+    # same ops, node 2 reads node 0 instead of node 1: every tensor has the same name and shape
+    a, b = "conv3@in conv3@0 conv3@1", "conv3@in conv3@0 conv3@0"
+    cfg_path = _config(tmp_path, photo_dir, "w", genotype=a, steps=4, val_data=None)
+    train(TrainConfig.from_file(cfg_path), progress=False)
+    before = read_checkpoint(tmp_path / "w" / "last.pt")
+    with pytest.raises(ValueError, match=r"genotype 'conv3@in conv3@0 conv3@1' vs 'conv3@in conv3@0 conv3@0'"):
+        train(TrainConfig.from_file(cfg_path).override([f"genotype={b}", "steps=8"]), progress=False)
+    capsys.readouterr()
+    assert main(["train", str(cfg_path), "--genotype", b, "--steps", "8", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another architecture" in err[0] and "Traceback" not in err[0]
+    after = read_checkpoint(tmp_path / "w" / "last.pt")
+    assert after["meta"]["step"] == before["meta"]["step"] == 4 and after["config"]["genotype"] == a
+    # the same architecture still resumes
+    assert train(TrainConfig.from_file(cfg_path).override(["steps=6"]), progress=False).step == 6
+
+
+def test_training_validation_is_the_eval_loop(tmp_path, photo_dir):
+    from tinysr.data.datasets import benchmark_dataset
+    from tinysr.evaluate import evaluate, mean_psnr, mean_row
+    from tinysr.runtimes import TorchRunner
+
+    res = train(TrainConfig.from_file(_config(tmp_path, photo_dir, "v", steps=10, val_every=10)), progress=False)
+    model = load_model(str(res.out_dir / "last.pt"))
+    ours = mean_row(evaluate(TorchRunner(model), photo_dir, lpips=False, progress=False)).psnr
+    assert res.last_psnr == pytest.approx(ours, abs=1e-9)
+    model.train()
+    assert mean_psnr(model, benchmark_dataset(photo_dir, 2)) == pytest.approx(ours, abs=1e-9)
+    assert model.training, "validation must hand the model back in training mode"

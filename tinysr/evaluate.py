@@ -20,7 +20,7 @@ from .upscale import upscale_array
 class Row:
     image: str
     psnr: float
-    ssim: float
+    ssim: float | None = None
     lpips: float | None = None
 
 
@@ -61,25 +61,29 @@ def comparison_png(path: Path, lr: np.ndarray, sr: np.ndarray, hr: np.ndarray, s
     save_image(path, np.concatenate(parts, axis=1).astype(np.float32) / 255.0)
 
 
-def evaluate(runner, data_dir: str | Path, lpips: bool | None = None, save_dir: str | Path | None = None,
-             compare: bool = False, tile: int = 512, progress: bool = True) -> list[Row]:
+def score_dataset(runner, ds, *, ssim: bool = True, lpips_model=None, save_dir: str | Path | None = None,
+                  compare: bool = False, tile: int = 512, progress: bool = False, desc: str = "eval") -> list[Row]:
+    """Per-image scores of ``runner`` on an SR dataset (``ds[i]`` -> (LR, HR) tensors, ``ds.names``).
+
+    The one scoring loop of the package: ``tinysr eval``, training validation and the export's
+    quality check all go through it. Paper conventions: the SR output is tiled as ``tinysr
+    upscale`` does, clamped and rounded to 8 bits; Y-PSNR / SSIM with shave = scale.
+    """
     from tqdm.auto import tqdm
 
     scale = runner.scale
-    ds = benchmark_dataset(data_dir, scale)
-    lp = _lpips_model(lpips)
     rows: list[Row] = []
-    for i in tqdm(range(len(ds)), desc=f"eval {Path(data_dir).name}", disable=not progress, leave=False):
+    for i in tqdm(range(len(ds)), desc=desc, disable=not progress, leave=False):
         lr_t, hr_t = ds[i]
         lr = lr_t.numpy().transpose(1, 2, 0)
         hr = quantize(hr_t.numpy().transpose(1, 2, 0))
         sr = quantize(upscale_array(runner, lr, tile=tile))
         name = Path(ds.names[i]).stem
-        row = Row(name, psnr_y(sr, hr, scale), ssim_y(sr, hr, scale))
-        if lp is not None:
+        row = Row(name, psnr_y(sr, hr, scale), ssim_y(sr, hr, scale) if ssim else None)
+        if lpips_model is not None:
             from .metrics.lpips import lpips_distance
 
-            row.lpips = lpips_distance(lp, sr, hr)
+            row.lpips = lpips_distance(lpips_model, sr, hr)
         rows.append(row)
         if save_dir:
             save_image(Path(save_dir) / f"{name}.png", sr.astype(np.float32) / 255.0)
@@ -88,9 +92,33 @@ def evaluate(runner, data_dir: str | Path, lpips: bool | None = None, save_dir: 
     return rows
 
 
+def evaluate(runner, data_dir: str | Path, lpips: bool | None = None, save_dir: str | Path | None = None,
+             compare: bool = False, tile: int = 512, progress: bool = True) -> list[Row]:
+    """Scores on a benchmark folder (``HR/`` + ``LR_bicubic/X{s}/``, or HR images only)."""
+    ds = benchmark_dataset(data_dir, runner.scale)
+    return score_dataset(runner, ds, lpips_model=_lpips_model(lpips), save_dir=save_dir, compare=compare,
+                         tile=tile, progress=progress, desc=f"eval {Path(data_dir).name}")
+
+
+def mean_psnr(model, ds, tile: int = 512) -> float:
+    """Mean Y-PSNR of a PyTorch model on an SR dataset (training validation, a search's proxy score).
+
+    The model is put in eval mode for the pass and back in the mode it was in.
+    """
+    from .runtimes import TorchRunner
+
+    was_training = model.training
+    try:
+        rows = score_dataset(TorchRunner(model), ds, ssim=False, tile=tile)
+    finally:
+        model.train(was_training)
+    return float(np.mean([r.psnr for r in rows]))
+
+
 def mean_row(rows: list[Row]) -> Row:
+    ss = [r.ssim for r in rows if r.ssim is not None]
     lp = [r.lpips for r in rows if r.lpips is not None]
-    return Row("mean", float(np.mean([r.psnr for r in rows])), float(np.mean([r.ssim for r in rows])),
+    return Row("mean", float(np.mean([r.psnr for r in rows])), float(np.mean(ss)) if ss else None,
                float(np.mean(lp)) if lp else None)
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from ..checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
+from ..checkpoint import model_from_checkpoint, model_record, read_checkpoint, save_checkpoint
 from ..data.datasets import HRFolderDataset, benchmark_dataset
 from ..models import create_model, get_entry
 from .config import TrainConfig
@@ -61,6 +61,28 @@ def init_from_checkpoint(model: nn.Module, path: str) -> list[str]:
     return copied
 
 
+def check_same_architecture(state: dict, model: nn.Module, path, model_name: str) -> None:
+    """Refuse to resume ``model`` from a checkpoint of another architecture (one-line ``ValueError``).
+
+    Compares the model name, the family and every constructor field (genotype text, scale, width,
+    ...), so two cells that differ only in their wiring are told apart before any weight is loaded.
+    """
+    theirs_name = state.get("train_config", {}).get("model")
+    if theirs_name not in (None, model_name):
+        raise ValueError(f"{path} belongs to a run of {theirs_name}, not {model_name}: "
+                         "use another --out-dir or --no-resume")
+    ours = model_record(model)
+    theirs = {"family": state.get("family"), "config": state.get("config") or {}}
+    diffs = [f"family {theirs['family']!r} vs {ours['family']!r}"] if theirs["family"] != ours["family"] else []
+    for key in sorted(set(ours["config"]) | set(theirs["config"])):
+        a, b = theirs["config"].get(key), ours["config"].get(key)
+        if a != b:
+            diffs.append(f"{key} {a!r} vs {b!r}")
+    if diffs:
+        raise ValueError(f"{path} was trained with another architecture ({'; '.join(diffs)}; checkpoint vs this run): "
+                         "use another --out-dir or --no-resume")
+
+
 def make_scheduler(opt, cfg: TrainConfig):
     if cfg.scheduler == "cosine":
         floor = cfg.lr_min / cfg.lr
@@ -73,19 +95,11 @@ def make_scheduler(opt, cfg: TrainConfig):
     return torch.optim.lr_scheduler.LambdaLR(opt, f)
 
 
-@torch.no_grad()
-def validate(model: nn.Module, dataset, scale: int) -> float:
-    from ..metrics.psnr_ssim import psnr_y
+def validate(model: nn.Module, dataset) -> float:
+    """Mean validation Y-PSNR (the scoring loop of ``tinysr eval``); the model stays in train mode."""
+    from ..evaluate import mean_psnr
 
-    model.eval()
-    scores = []
-    for i in range(len(dataset)):
-        lr, hr = dataset[i]
-        sr = model(lr[None]).clamp_(0, 1)[0]
-        to8 = lambda t: (t.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)  # noqa: E731
-        scores.append(psnr_y(to8(sr), to8(hr), shave=scale))
-    model.train()
-    return float(np.mean(scores))
+    return mean_psnr(model, dataset)
 
 
 @dataclass
@@ -123,8 +137,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
     last_ckpt = out / "last.pt"
     if resume and last_ckpt.is_file():
         state = read_checkpoint(last_ckpt)
-        if state.get("train_config", {}).get("model") not in (None, cfg.model):
-            raise ValueError(f"{last_ckpt} belongs to a run of {state['train_config']['model']}, not {cfg.model}")
+        check_same_architecture(state, model, last_ckpt, cfg.model)
         model.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -177,7 +190,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
             bar.update(1)
             val_psnr = None
             if val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
-                val_psnr = last_psnr = validate(model, val, scale)
+                val_psnr = last_psnr = validate(model, val)
                 if best is None or val_psnr > best:
                     best = val_psnr
                     save("best.pt", val_psnr)
