@@ -83,7 +83,7 @@ def fake_adb(tmp_path, monkeypatch):
     monkeypatch.setenv("ADB", str(wrapper))
     monkeypatch.setenv("FAKE_ADB_ROOT", str(tmp_path / "adbroot"))
     monkeypatch.setenv("TINYSR_ADB_CACHE", str(tmp_path / "cache"))
-    for var in ("FAKE_ADB_SCENARIO", "FAKE_ADB_SERIALS", "FAKE_ADB_ABI"):
+    for var in ("FAKE_ADB_SCENARIO", "FAKE_ADB_SERIALS", "FAKE_ADB_ABI", "FAKE_ADB_DISCONNECT_AT", "FAKE_ADB_PROFILER_OVERHEAD"):
         monkeypatch.delenv(var, raising=False)
     model = tmp_path / "tpsr.tflite"
     model.write_bytes(b"TFL3" + bytes(100))

@@ -78,17 +78,3 @@ def test_missing_lpips_weights_error_names_the_file(monkeypatch, tmp_path):
     monkeypatch.setattr("tinysr.weights_store.importlib.util.find_spec", lambda name: None)
     with pytest.raises(MissingWeightsError, match="vgg16_features_imagenet_torchvision.pth"):
         LPIPS()
-
-
-def test_niqe_prefers_pristine_over_blurred(weights_dir, bench):
-    from tinysr.data.bicubic import downscale, imresize
-    from tinysr.metrics.niqe import NIQE
-
-    niqe = NIQE()
-    hr = load_rgb_uint8(bench / "Set14" / "HR" / "img_013.png")
-    blurred = imresize(downscale(hr, 4), output_shape=hr.shape[:2])
-    a, b = niqe(hr), niqe(blurred)
-    assert np.isfinite(a) and np.isfinite(b)
-    assert a < b - 1.0
-    with pytest.raises(ValueError, match="at least 96x96"):
-        niqe(hr[:50, :50])

@@ -24,6 +24,11 @@ def text(name):
     return (FIX / name).read_text()
 
 
+def benchmark_runs(calls):
+    """The ``benchmark_model`` shell commands in an adb call log, in order."""
+    return [c[-1] for c in calls if "shell" in c and "--graph=" in c[-1]]
+
+
 # ------------------------------------------------------------------------------ text parser
 @pytest.mark.parametrize("name", FIXTURES)
 def test_text_invariants(name):
@@ -164,12 +169,15 @@ def test_adb_success_records_device_and_caches_push(fake_adb):
     calls = fake_adb.calls()
     pushes = [c for c in calls if "push" in c]
     assert len(pushes) == 2 and all(c[-1].startswith("/data/local/tmp/tinysr/") for c in pushes)
-    run = next(c[-1] for c in calls if "shell" in c and "--graph=" in c[-1])
-    for flag in ("--num_threads=2", "--use_xnnpack=true", "--use_gpu=false", "--use_nnapi=false",
-                 "--warmup_runs=3", "--num_runs=20", "--enable_op_profiling=true",
-                 "--op_profiling_output_mode=proto",
+    plain, profiled = benchmark_runs(calls)  # whole-model timings first, then the per-op run
+    for run in (plain, profiled):
+        for flag in ("--num_threads=2", "--use_xnnpack=true", "--use_gpu=false", "--use_nnapi=false",
+                     "--warmup_runs=3", "--num_runs=20"):
+            assert flag in run
+    assert "--enable_op_profiling=false" in plain and "--op_profiling_output" not in plain
+    for flag in ("--enable_op_profiling=true", "--op_profiling_output_mode=proto",
                  "--op_profiling_output_file=/data/local/tmp/tinysr/prof.pb"):
-        assert flag in run
+        assert flag in profiled
     # second run: identical binary and model are not pushed again
     p2 = profile_on_device(fake_adb.model, benchmark_binary=fake_adb.binary)
     assert p2.runtime["pushed"] == {"binary": False, "model": False}
@@ -221,3 +229,135 @@ def test_adb_missing_executable_and_bad_binary(fake_adb, monkeypatch, tmp_path):
     (tmp_path / "script").write_text("#!/bin/sh\n")
     with pytest.raises(DeviceError, match="not an ELF executable"):
         elf_abi(tmp_path / "script")
+
+
+# --------------------------------------------- two runs: whole-model timings unprofiled, per-op rows profiled
+def adb_shell(command):
+    """One ``adb shell`` through the test double, as the product calls it."""
+    import subprocess
+
+    proc = subprocess.run([os.environ["ADB"], "shell", command], capture_output=True, text=True, check=True)
+    return proc.stdout
+
+
+def test_double_honours_enable_op_profiling(fake_adb):
+    """Like the real binary: no profiler (no tables, no proto) unless --enable_op_profiling=true."""
+    import subprocess
+
+    for local, remote in ((fake_adb.model, "/data/local/tmp/m.tflite"), (fake_adb.binary, "/data/local/tmp/bm")):
+        subprocess.run([os.environ["ADB"], "push", str(local), remote], capture_output=True, check=True)
+    adb_shell("chmod +x /data/local/tmp/bm")
+    proto = fake_adb.tmp / "adbroot" / "devices" / "FAKE0001" / "fs" / "data" / "local" / "tmp" / "p.pb"
+    base = "/data/local/tmp/bm --graph=/data/local/tmp/m.tflite --num_runs=50"
+    proto_flags = " --op_profiling_output_mode=proto --op_profiling_output_file=/data/local/tmp/p.pb"
+
+    off = adb_shell(base + " --enable_op_profiling=false" + proto_flags)
+    assert "Enable op profiling: [0]" in off and "Run Order" not in off and "Profiling Info" not in off
+    assert parse_tables(off)["ops"] == [] and not proto.exists()
+    assert parse_text(off).summary["avg_ms"] == pytest.approx(2950.34)  # the fixture's numbers
+    assert adb_shell(base) == off  # the flag's default is false
+
+    on = adb_shell(base + " --enable_op_profiling=true")
+    q = parse_text(on)
+    assert len(q.ops) == 31 and q.ops[0].avg_ms == 60.957  # operator rows as in the fixture
+    assert q.summary["avg_ms"] == pytest.approx(2950.34 * 1.12, rel=1e-5)  # the profiler slows the runs
+    assert q.summary["init_ms"] == pytest.approx(17.187 * 1.12, abs=1e-3)  # printed in whole us
+    on_proto = adb_shell(base + " --enable_op_profiling=true" + proto_flags)
+    assert "Run Order" not in on_proto and len(parse_proto(proto.read_bytes()).ops) == 31
+
+
+@pytest.mark.parametrize("overhead", [None, "0.5"])
+def test_adb_summary_from_unprofiled_run_ops_from_profiled_run(fake_adb, monkeypatch, overhead):
+    if overhead:
+        monkeypatch.setenv("FAKE_ADB_PROFILER_OVERHEAD", overhead)
+    factor = 1.0 + float(overhead or 0.12)
+    save = fake_adb.out / "p.json"
+    p = profile_on_device(fake_adb.model, benchmark_binary=fake_adb.binary, save=save)
+    assert Profile.load(save) == p
+    s = p.summary
+    # every whole-model number is the unprofiled run's (the fixture's); the profiled run's are all x factor
+    assert s["avg_ms"] == pytest.approx(2950.34) and s["init_ms"] == pytest.approx(17.187)
+    assert s["first_inference_ms"] == pytest.approx(3512.391) and s["warmup_avg_ms"] == pytest.approx(3512.39)
+    assert (s["std_ms"], s["min_ms"], s["max_ms"]) == pytest.approx((109.798, 2727.568, 3189.954))
+    assert s["runs"] == 50 and s["median_ms"] is None and s["p90_ms"] is None
+    assert s["profiled_run_avg_ms"] == pytest.approx(2950.34 * factor, rel=1e-5)
+    assert s["profiled_run_avg_ms"] > s["avg_ms"]
+    # per-operator rows: the profiled run (proto)
+    assert len(p.ops) == 31 and s["nodes"] == 31 and p.runtime["source"] == "proto"
+    assert s["op_total_ms"] == pytest.approx(p.op_total_ms)
+    assert p.runtime["timings_from"] == {"summary": "benchmark_model, op profiling off",
+                                         "ops": "benchmark_model --enable_op_profiling=true (separate run)"}
+    assert "op profiling off" in p.notes[0] and f"{(factor - 1) * 100:+.1f}%" in p.notes[0]
+    assert f"whose own average was {s['profiled_run_avg_ms']:.3f} ms" in p.notes[0]
+    table = p.table()
+    assert "avg 2950.340 ms" in table and "note: summary (init, first inference" in table
+
+
+def test_adb_per_op_false_runs_once_without_profiler(fake_adb):
+    p = profile_on_device(fake_adb.model, benchmark_binary=fake_adb.binary, per_op=False)
+    calls = fake_adb.calls()
+    (run,) = benchmark_runs(calls)
+    assert "--enable_op_profiling=false" in run and "--op_profiling_output" not in run
+    assert not [c for c in calls if "pull" in c]
+    assert p.ops == [] and p.summary["avg_ms"] == pytest.approx(2950.34) and p.summary["runs"] == 50
+    assert p.summary["profiled_run_avg_ms"] is None and p.summary["nodes"] is None
+    assert p.runtime["timings_from"] == {"summary": "benchmark_model, op profiling off", "ops": None}
+    assert "no per-operator rows" in p.notes[0]
+
+
+def test_adb_gpu_two_runs(fake_adb):
+    p = profile_on_device(fake_adb.model, benchmark_binary=fake_adb.binary, delegate="gpu")
+    assert p.summary["avg_ms"] == pytest.approx(8.68033) and p.summary["init_ms"] == pytest.approx(1451.507)
+    assert p.summary["profiled_run_avg_ms"] == pytest.approx(8.68033 * 1.12, rel=1e-5)
+    assert [o.type for o in p.ops] == ["TfLiteGpuDelegateV2"] and GPU_NOTE in p.notes
+    assert all("--use_gpu=true" in r for r in benchmark_runs(fake_adb.calls()))
+
+
+@pytest.mark.parametrize("at,reason", [
+    ("after:1", r"adb: device 'FAKE0001' not found"),  # gone between the two runs
+    ("2", r"error: closed"),  # connection cut during the profiled run
+])
+def test_adb_disconnect_between_runs_one_line_no_file(fake_adb, monkeypatch, at, reason):
+    monkeypatch.setenv("FAKE_ADB_SCENARIO", "disconnect")
+    monkeypatch.setenv("FAKE_ADB_DISCONNECT_AT", at)
+    save = fake_adb.out / "p.json"
+    with pytest.raises(DeviceError, match=rf"^device FAKE0001 disconnected during benchmark_model run \({reason}\)$") \
+            as err:
+        profile_on_device(fake_adb.model, benchmark_binary=fake_adb.binary, save=save)
+    assert "\n" not in str(err.value)
+    assert not fake_adb.out.exists()
+    runs = (fake_adb.tmp / "adbroot" / "devices" / "FAKE0001" / "benchmark_runs").read_text()
+    assert runs == ("1" if at == "after:1" else "2")  # the unprofiled run did finish
+
+
+def test_cli_profile_adb_no_per_op_and_disconnect(fake_adb, monkeypatch, capsys):
+    from tinysr.cli.main import main
+
+    out = fake_adb.out / "p.json"
+    assert main(["profile", str(fake_adb.model), "--device", "adb", "--benchmark-binary", str(fake_adb.binary),
+                 "--no-per-op", "--save", str(out)]) == 0
+    p = Profile.load(out)
+    assert p.ops == [] and p.summary["avg_ms"] == pytest.approx(2950.34)
+    assert len(benchmark_runs(fake_adb.calls())) == 1
+    out.unlink()
+    monkeypatch.setenv("FAKE_ADB_SCENARIO", "disconnect")
+    monkeypatch.setenv("FAKE_ADB_DISCONNECT_AT", "after:2")  # the device's 2nd run: this call's unprofiled one
+    capsys.readouterr()
+    assert main(["profile", str(fake_adb.model), "--device", "adb", "--benchmark-binary", str(fake_adb.binary),
+                 "--save", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == ("tinysr: error: device FAKE0001 disconnected during benchmark_model run "
+                   "(adb: device 'FAKE0001' not found)\n")
+    assert not out.exists()
+
+
+def test_latency_table_timer_over_adb_uses_one_unprofiled_run(fake_adb):
+    from tinysr.profile.lut import Timer
+
+    median, p90, runs = Timer("adb:FAKE0001", warmup=2, runs=7, benchmark_binary=fake_adb.binary)(
+        fake_adb.model.read_bytes())
+    assert median == pytest.approx(2950.34) and p90 is None and runs == 7  # not the profiled 3304.38
+    calls = fake_adb.calls()
+    (run,) = benchmark_runs(calls)
+    assert "--enable_op_profiling=false" in run and "--num_runs=7" in run and "--op_profiling_output" not in run
+    assert not [c for c in calls if "pull" in c]

@@ -6,21 +6,38 @@ Implements the subset ``tinysr.profile.adb`` uses: ``devices -l``, ``get-state``
 ``$FAKE_ADB_ROOT/devices/SERIAL/fs`` stands for its filesystem, and every invocation is logged
 as a JSON line to ``$FAKE_ADB_ROOT/calls.log``. ``shell`` understands a small sh subset
 (``cd``, ``rm -f``, ``mkdir -p``, ``chmod``, ``cat``, ``getprop``, ``echo``, ``[ -f X ]``,
-``&&``, ``;``, ``2>&1``, ``$?``); running a pushed executable plays ``benchmark_model``: it
-prints a verbatim ``benchmark_model`` log from ``tests/fixtures/benchmark_model`` and, with
-``--op_profiling_output_mode=proto``, writes a real ``BenchmarkProfilingData`` proto built from
-that log's numbers (and then, like the real binary in proto mode, prints no text tables).
+``&&``, ``;``, ``2>&1``, ``$?``); running a pushed executable plays ``benchmark_model``.
+
+What it prints follows ``--enable_op_profiling`` (default false, as in the real binary, where
+``BenchmarkTfLiteModel::MayCreateProfilingListener`` installs no profiler then):
+
+* off: the fixture log (``tests/fixtures/benchmark_model``) up to its first profiling section,
+  with ``Enable op profiling: [0]``: parameters, init, the warm-up and regular ``count=`` lines
+  and ``Inference timings in us: ...``, numbers as in the fixture; no operator tables, and no
+  proto file even if ``--op_profiling_output_*`` flags are given.
+* on: the fixture log with its operator tables, every whole-model timing (``Initialized session
+  in``, the ``count=`` lines, ``Inference timings in us``) multiplied by ``1 + overhead``
+  (``$FAKE_ADB_PROFILER_OVERHEAD``, default 0.12), because a real profiler slows the runs it
+  measures; the operator rows keep the fixture's numbers. With
+  ``--op_profiling_output_mode=proto`` it writes a real ``BenchmarkProfilingData`` proto built
+  from the fixture's tables to ``--op_profiling_output_file`` and, like the real binary in proto
+  mode, prints the log without the tables.
 
 Environment:
   FAKE_ADB_ROOT       state folder (required)
   FAKE_ADB_SERIALS    comma-separated serials of the attached devices (default FAKE0001)
   FAKE_ADB_SCENARIO   ok | unauthorized | none | disconnect | crash | oldbinary | abi
+  FAKE_ADB_DISCONNECT_AT  ``disconnect`` scenario: ``N`` (default 1) cuts the connection during
+                      the device's N-th benchmark_model run ("error: closed"); ``after:N`` lets
+                      run N finish, then the device is gone (later calls: device not found)
+  FAKE_ADB_PROFILER_OVERHEAD  slow-down of op-profiled runs (default 0.12)
   FAKE_ADB_ABI        device ABI (default arm64-v8a; x86_64 in the ``abi`` scenario)
   FAKE_ADB_FIXTURE    text log printed for CPU runs (default the MobileNet v1 fixture)
   FAKE_ADB_GPU_FIXTURE  text log printed for --use_gpu=true runs
 """
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -102,6 +119,60 @@ def getprop(serial):
     return "".join(f"[{k}]: [{v}]\n" for k, v in sorted(props.items()))
 
 
+INIT_MARKER = "Profiling Info for Benchmark Initialization:"
+_TIMED_KEYS = ("first", "curr", "min", "max", "avg", "std", "p5", "median", "p95")
+
+
+def flag_bool(flags, name):
+    """A bool flag the way benchmark_model reads it (absent: false)."""
+    return flags.get(name, "false").lower() in ("true", "1")
+
+
+def without_tables(text):
+    """The log up to the line that opens its first profiling section."""
+    cut = text.find(INIT_MARKER)
+    if cut < 0:
+        cut = text.find("Operator-wise Profiling Info")
+    return text if cut < 0 else text[: text.rfind("\n", 0, cut) + 1]
+
+
+def fmt_like(old, value):
+    """``value`` printed the way the log printed ``old``: integers stay integers, else 6 significant digits."""
+    return str(round(value)) if re.fullmatch(r"\d+", old) else f"{value:g}"
+
+
+def slow_down(text, factor):
+    """Whole-model timings of a log scaled by ``factor`` (the operator tables are left as they are)."""
+    def kv(m):
+        key, val = m.group(1), m.group(2)
+        return f"{key}={fmt_like(val, float(val) * factor)}" if key in _TIMED_KEYS else m.group(0)
+
+    def timings(m):
+        return m.group(1) + re.sub(r"(: )([\d.e+-]+)", lambda n: n.group(1) + fmt_like(n.group(2),
+                                   float(n.group(2)) * factor), m.group(2))
+
+    head = without_tables(text)
+    tail = text[len(head):]
+    lines = []
+    for line in head.splitlines(True):
+        if re.match(r"^(INFO: )?count=", line):
+            line = re.sub(r"(\w+)=([\d.e+-]+)", kv, line)
+        elif re.search(r"inference timings in us:", line, re.I):
+            line = re.sub(r"(.*?inference timings in us:)(.*)", timings, line, flags=re.I)
+        elif "Initialized session in" in line:
+            line = re.sub(r"in ([\d.]+)ms", lambda m: f"in {float(m.group(1)) * factor:g}ms", line)
+        lines.append(line)
+    return "".join(lines) + tail
+
+
+def next_run(serial):
+    """Count this device's benchmark_model runs (1, 2, ...)."""
+    counter = ROOT / "devices" / serial / "benchmark_runs"
+    n = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(n))
+    return n
+
+
 def run_benchmark(serial, cwd, argv, out):
     flags = dict(a[2:].split("=", 1) for a in argv[1:] if a.startswith("--") and "=" in a)
     graph = flags.get("graph", "")
@@ -109,24 +180,33 @@ def run_benchmark(serial, cwd, argv, out):
     if not gpath.is_file():
         out.append(f"ERROR: Could not open '{graph}'.\nERROR: Benchmarking failed.\n")
         return 1
+    run = next_run(serial)
     gpu = flags.get("use_gpu") == "true"
     fixture = os.environ.get("FAKE_ADB_GPU_FIXTURE" if gpu else "FAKE_ADB_FIXTURE") or str(
         FIXTURES / ("mnv3_seg_float_android_gpu.txt" if gpu else "mobilenet_v1_riscv64_cpu.txt"))
     text = Path(fixture).read_text()
+    profiling = flag_bool(flags, "enable_op_profiling")
+    if profiling:
+        text = slow_down(text, 1.0 + float(os.environ.get("FAKE_ADB_PROFILER_OVERHEAD", "0.12")))
+    else:
+        text = without_tables(text.replace("Enable op profiling: [1]", "Enable op profiling: [0]")
+                              .replace("--enable_op_profiling=true", "--enable_op_profiling=false"))
     if SCENARIO == "crash":
         out.append(text[: text.find("Running benchmark")] + "Segmentation fault \n")
         return 139
-    if SCENARIO == "disconnect":
+    cut_at = os.environ.get("FAKE_ADB_DISCONNECT_AT", "1")
+    if SCENARIO == "disconnect" and cut_at == str(run):
         sys.stdout.write(text[: text.find("Running benchmark")])
         disconnected_flag(serial).parent.mkdir(parents=True, exist_ok=True)
         disconnected_flag(serial).touch()
         fail("error: closed")
-    proto_mode = flags.get("op_profiling_output_mode") == "proto"
-    if proto_mode and SCENARIO == "oldbinary":
+    if SCENARIO == "disconnect" and cut_at == f"after:{run}":
+        disconnected_flag(serial).touch()  # this run's output still arrives; the device is gone after it
+    if SCENARIO == "oldbinary" and "op_profiling_output_mode" in flags:  # a flag this build does not know
         out.append(text + "Unconsumed cmdline flags: --op_profiling_output_mode=proto "
                    f"--op_profiling_output_file={flags.get('op_profiling_output_file')}\n")
         return 1
-    if proto_mode:
+    if profiling and flags.get("op_profiling_output_mode") == "proto":
         sys.path.insert(0, str(HERE))
         from profiling_proto import proto_from_text
 
@@ -134,8 +214,7 @@ def run_benchmark(serial, cwd, argv, out):
         p = fs(serial, dest if dest.startswith("/") else f"{cwd}/{dest}")
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(proto_from_text(text, model_name=graph))
-        cut = text.find("Profiling Info for Benchmark Initialization:")
-        text = text[:cut] if cut >= 0 else text
+        text = without_tables(text)
     out.append(text)
     return 0
 

@@ -3,19 +3,27 @@
 The ``adb`` executable (``$ADB``, else ``adb`` on ``PATH``) is driven through ``subprocess``:
 ``adb devices -l`` to find the device, ``adb -s SERIAL shell getprop`` for what it is, ``push``
 for the model and the ``benchmark_model`` binary (the caller supplies the binary: the Android
-build from the TFLite/LiteRT releases; its ELF machine must match the device ABI), then one
-``shell`` running::
+build from the TFLite/LiteRT releases; its ELF machine must match the device ABI), then
+``shell`` runs of the binary. The op profiler slows the inferences it measures, so whole-model
+latency and per-operator rows come from two separate runs::
 
     benchmark_model --graph=... --num_threads=N --use_xnnpack=... --use_gpu=... --use_nnapi=...
-        --warmup_runs=N --num_runs=N --enable_op_profiling=true
+        --warmup_runs=N --num_runs=N --enable_op_profiling=false
+
+gives the profile's summary (init, first inference, warm-up, steady-state avg / median / std);
+then, unless ``per_op=False``, the same command with::
+
+        --enable_op_profiling=true
         --op_profiling_output_mode=proto --op_profiling_output_file=/data/local/tmp/tinysr/prof.pb
 
-and a ``pull`` of the proto, read by :mod:`tinysr.profile.benchmark_output` (the text table of the
-log is the fallback for binaries that write no proto). Pushed files are kept on the device in
-``/data/local/tmp/tinysr/`` under a name carrying their sha256 and remembered per serial in
-``~/.cache/tinysr/adb/`` (``$TINYSR_ADB_CACHE``), so an unchanged model or binary is not pushed
-again. Every failure is a :class:`DeviceError` with a one-line message, raised before any
-profile file is written.
+and a ``pull`` of the proto give the per-operator rows, read by
+:mod:`tinysr.profile.benchmark_output` (the text table of the log is the fallback for binaries
+that write no proto). The profiled run's own average is kept as ``summary["profiled_run_avg_ms"]``
+and ``runtime["timings_from"]`` names the run behind each part. Pushed files are kept on the
+device in ``/data/local/tmp/tinysr/`` under a name carrying their sha256 and remembered per
+serial in ``~/.cache/tinysr/adb/`` (``$TINYSR_ADB_CACHE``), so an unchanged model or binary is
+not pushed again. Every failure is a :class:`DeviceError` with a one-line message, raised before
+any profile file is written.
 """
 from __future__ import annotations
 
@@ -29,7 +37,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinysr.profile.benchmark_output import parse_proto, parse_text
+from tinysr.profile.benchmark_output import GPU_NOTE, P90_NOTE, parse_proto, parse_runtime, parse_summary, parse_text
 from tinysr.profile.record import Profile
 from tinysr.provenance import file_sha256
 
@@ -38,6 +46,9 @@ PROTO_NAME = "prof.pb"
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
 EXIT_MARK = "__TINYSR_EXIT__="
 _ELF_MACHINES = {183: "arm64-v8a", 40: "armeabi-v7a", 62: "x86_64", 3: "x86"}
+#: What ``runtime["timings_from"]`` says about the two runs of :func:`profile_on_device`.
+SUMMARY_FROM = "benchmark_model, op profiling off"
+OPS_FROM = "benchmark_model --enable_op_profiling=true (separate run)"
 _DISCONNECT = re.compile(r"error: (device '.*' not found|device not found|closed|no devices/emulators found|"
                          r"device offline|protocol fault)|adb: device '.*' not found", re.I)
 
@@ -256,15 +267,21 @@ def push_cached(client: Adb, local, cache: PushCache, executable: bool = False) 
     return remote, True
 
 
-def benchmark_flags(graph: str, threads: int, delegate: str, warmup: int, runs: int, proto: bool) -> list:
-    """The ``benchmark_model`` command-line flags for one profile run."""
+def benchmark_flags(graph: str, threads: int, delegate: str, warmup: int, runs: int, proto: bool,
+                    op_profiling: bool = True) -> list:
+    """The ``benchmark_model`` command-line flags for one run.
+
+    ``op_profiling=False``: ``--enable_op_profiling=false`` and no profiling-output flags (whole-
+    model timings free of the profiler's overhead). ``proto``: with op profiling, write the
+    per-operator profile as a proto file instead of printing the text table.
+    """
     if delegate not in DELEGATES:
         raise ValueError(f"delegate must be one of {', '.join(DELEGATES)}, not {delegate!r}")
     b = lambda on: "true" if on else "false"  # noqa: E731
     flags = [f"--graph={graph}", f"--num_threads={int(threads)}", f"--use_xnnpack={b(delegate == 'xnnpack')}",
              f"--use_gpu={b(delegate == 'gpu')}", f"--use_nnapi={b(delegate == 'nnapi')}",
-             f"--warmup_runs={int(warmup)}", f"--num_runs={int(runs)}", "--enable_op_profiling=true"]
-    if proto:
+             f"--warmup_runs={int(warmup)}", f"--num_runs={int(runs)}", f"--enable_op_profiling={b(op_profiling)}"]
+    if op_profiling and proto:
         flags += ["--op_profiling_output_mode=proto", f"--op_profiling_output_file={DEVICE_DIR}/{PROTO_NAME}"]
     return flags
 
@@ -282,14 +299,53 @@ def _run_benchmark(client: Adb, binary: str, flags: list) -> tuple:
     return int(m.group(1)), out[: m.start()]
 
 
+def _check_status(client: Adb, status: int, out: str) -> None:
+    if status != 0:
+        what = f"killed by signal {status - 128}" if status > 128 else f"exit status {status}"
+        tail = " | ".join(l.strip() for l in out.strip().splitlines()[-3:] if l.strip())
+        raise DeviceError(f"benchmark_model failed on device {client.serial} ({what}): {tail}")
+
+
+def _profiled_run(client: Adb, remote_bin: str, remote_model: str, model: str, threads: int, delegate: str,
+                  warmup: int, runs: int) -> tuple:
+    """The op-profiled run: ``(Profile with its per-operator rows, "proto" | "text", notes)``."""
+    notes = []
+    flags = lambda proto: benchmark_flags(remote_model, threads, delegate, warmup, runs, proto=proto)  # noqa: E731
+    status, out = _run_benchmark(client, remote_bin, flags(True))
+    if status != 0 and re.search(r"op_profiling_output|Unconsumed cmdline flags|unknown flag", out, re.I):
+        notes.append("benchmark_model does not know --op_profiling_output_mode (older build): text table used")
+        status, out = _run_benchmark(client, remote_bin, flags(False))
+    _check_status(client, status, out)
+    with tempfile.TemporaryDirectory(prefix="tinysr-adb-") as tmp:
+        local_proto = Path(tmp) / PROTO_NAME
+        have_proto = not notes and client.pull(f"{DEVICE_DIR}/{PROTO_NAME}", local_proto)
+        if have_proto:
+            try:
+                profile = parse_proto(local_proto.read_bytes(), model=model, log_text=out)
+            except ValueError as e:
+                raise DeviceError(f"device {client.serial}: unreadable profiling proto ({e})") from None
+        else:
+            if not notes:
+                notes.append("no profiling proto written (older benchmark_model?): text table used")
+            profile = parse_text(out, model=model)
+    if not profile.ops:
+        raise DeviceError(f"benchmark_model on device {client.serial} printed no per-operator profile")
+    return profile, "proto" if have_proto else "text", notes
+
+
 def profile_on_device(model_path, serial: str | None = None, benchmark_binary=None, threads: int = 1,
                       delegate: str = "cpu", warmup: int = 10, runs: int = 50, save=None,
-                      adb: str | None = None, cache_dir=None) -> Profile:
+                      adb: str | None = None, cache_dir=None, per_op: bool = True) -> Profile:
     """Profile ``model_path`` with ``benchmark_model`` on one Android device.
 
     ``benchmark_binary`` is the local Android ``benchmark_model`` executable (default
     ``$TINYSR_BENCHMARK_MODEL``). ``delegate``: ``cpu`` (builtin kernels, XNNPACK off),
     ``xnnpack``, ``gpu`` or ``nnapi``. ``save``: JSON path written atomically after success.
+
+    The summary (whole-model latency) comes from a run with ``--enable_op_profiling=false``; with
+    ``per_op`` (default) a second run with op profiling on gives the per-operator rows, and its
+    own average is kept as ``summary["profiled_run_avg_ms"]`` (the profiler's overhead shows as
+    its excess over ``avg_ms``). ``per_op=False``: only the unprofiled run, no rows.
     Raises :class:`DeviceError` (one-line message) for any device, adb or binary failure.
     """
     model_path = Path(model_path)
@@ -315,46 +371,51 @@ def profile_on_device(model_path, serial: str | None = None, benchmark_binary=No
     remote_bin, bin_pushed = push_cached(client, binary, cache, executable=True)
     remote_model, model_pushed = push_cached(client, model_path, cache)
 
-    notes = []
-    status, out = _run_benchmark(client, remote_bin,
-                                 benchmark_flags(remote_model, threads, delegate, warmup, runs, proto=True))
-    if status != 0 and re.search(r"op_profiling_output|Unconsumed cmdline flags|unknown flag", out, re.I):
-        notes.append("benchmark_model does not know --op_profiling_output_mode (older build): text table used")
-        status, out = _run_benchmark(client, remote_bin,
-                                     benchmark_flags(remote_model, threads, delegate, warmup, runs, proto=False))
-    if status != 0:
-        what = f"killed by signal {status - 128}" if status > 128 else f"exit status {status}"
-        tail = " | ".join(l.strip() for l in out.strip().splitlines()[-3:] if l.strip())
-        raise DeviceError(f"benchmark_model failed on device {client.serial} ({what}): {tail}")
-
-    with tempfile.TemporaryDirectory(prefix="tinysr-adb-") as tmp:
-        local_proto = Path(tmp) / PROTO_NAME
-        have_proto = not notes and client.pull(f"{DEVICE_DIR}/{PROTO_NAME}", local_proto)
-        if have_proto:
-            try:
-                profile = parse_proto(local_proto.read_bytes(), model=str(model_path), log_text=out)
-            except ValueError as e:
-                raise DeviceError(f"device {client.serial}: unreadable profiling proto ({e})") from None
-        else:
-            if not notes:
-                notes.append("no profiling proto written (older benchmark_model?): text table used")
-            profile = parse_text(out, model=str(model_path))
-    if not profile.ops:
-        raise DeviceError(f"benchmark_model on device {client.serial} printed no per-operator profile")
-    profile.model = str(model_path)
-    profile.device = info
-    profile.runtime.update({"tool": "benchmark_model", "binary": binary.name, "binary_abi": binary_abi,
-                            "threads": int(threads), "delegate": delegate, "warmup_runs": int(warmup),
-                            "num_runs": int(runs), "pushed": {"binary": bin_pushed, "model": model_pushed},
-                            "source": "proto" if not notes else "text"})
-    profile.runtime.pop("graph", None)
-    profile.notes = notes + [n for n in profile.notes if n not in notes]
-    if delegate == "gpu" and not any("GPU delegate" in n for n in profile.notes):
-        from tinysr.profile.benchmark_output import GPU_NOTE
-        profile.notes.insert(0, GPU_NOTE)
+    # whole-model latency: op profiling off, so no profiler overhead in these numbers
+    status, log = _run_benchmark(client, remote_bin, benchmark_flags(remote_model, threads, delegate, warmup, runs,
+                                                                     proto=False, op_profiling=False))
+    _check_status(client, status, log)
+    summary = parse_summary(log)
+    if summary["avg_ms"] is None:
+        raise DeviceError(f"benchmark_model on device {client.serial} printed no inference timings")
+    runtime = parse_runtime(log)
+    summary.update(op_total_ms=None, nodes=None, profiled_run_avg_ms=None)
+    ops, notes, source = [], [], "text"
+    if per_op:
+        profiled, source, notes = _profiled_run(client, remote_bin, remote_model, str(model_path), threads,
+                                                delegate, warmup, runs)
+        ops = profiled.ops
+        summary.update(op_total_ms=profiled.summary.get("op_total_ms"), nodes=profiled.summary.get("nodes"),
+                       profiled_run_avg_ms=profiled.summary.get("avg_ms"))
+        notes += [n for n in profiled.notes if n not in notes]
+        if delegate == "gpu" and not any("GPU delegate" in n for n in notes):
+            notes.insert(0, GPU_NOTE)
+    else:
+        notes.append(P90_NOTE)
+    notes.insert(0, _timings_note(summary, per_op))
+    runtime.update({"tool": "benchmark_model", "binary": binary.name, "binary_abi": binary_abi,
+                    "threads": int(threads), "delegate": delegate, "warmup_runs": int(warmup),
+                    "num_runs": int(runs), "pushed": {"binary": bin_pushed, "model": model_pushed},
+                    "source": source,
+                    "timings_from": {"summary": SUMMARY_FROM, "ops": OPS_FROM if per_op else None}})
+    runtime.pop("graph", None)
+    profile = Profile(model=str(model_path), device=info, runtime=runtime, ops=ops, summary=summary, notes=notes)
     if save:
         profile.save(save)
     return profile
+
+
+def _timings_note(summary: dict, per_op: bool) -> str:
+    head = "summary (init, first inference, warm-up, avg, median, std): benchmark_model run with op profiling off"
+    if not per_op:
+        return head + "; no per-operator rows (per-op profiling not requested)"
+    note = head + "; per-operator rows: a separate run with --enable_op_profiling=true"
+    prof, avg = summary.get("profiled_run_avg_ms"), summary.get("avg_ms")
+    if prof is not None:
+        note += f", whose own average was {prof:.3f} ms"
+        if avg:
+            note += f" ({100.0 * (prof - avg) / avg:+.1f}% vs. unprofiled: the profiler's overhead)"
+    return note
 
 
 def profile_on_devices(model_path, serials, save=None, **kwargs) -> dict:

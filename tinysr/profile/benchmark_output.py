@@ -15,7 +15,10 @@ in the wild parse: older binaries print ``[node type] [start] [first] [avg ms] [
 from ``Inference timings in us: Init: ..., First inference: ..., Warmup (avg): ..., Inference
 (avg): ...`` (older: ``Average inference timings in us: Warmup: ..., Init: ..., no stats:
 ...``), ``Initialized session in X ms.`` and the ``count=N first=... curr=... min=... max=...
-avg=... std=...`` line of the regular runs (newest binaries add ``p5= median= p95=``).
+avg=... std=...`` line of the regular runs (newest binaries add ``p5= median= p95=``). With
+``--enable_op_profiling=false`` (the binary's default) the log ends after those timing lines:
+no profiler is installed and no table is printed; :func:`parse_summary` reads such a log, and
+its numbers are free of the profiler's overhead, unlike the same lines of a profiled run.
 
 **Proto** (``--op_profiling_output_mode=proto --op_profiling_output_file=FILE``): a serialized
 ``tflite.profiling.BenchmarkProfilingData`` from upstream
@@ -177,10 +180,11 @@ def parse_tables(text: str) -> dict:
 
 def parse_summary(text: str) -> dict:
     """Whole-model timings of a log: ``init_ms``, ``first_inference_ms``, ``warmup_avg_ms``,
-    ``avg_ms``, ``median_ms``, ``p90_ms`` (never printed: ``None``), ``runs``."""
+    ``avg_ms``, ``median_ms``, ``p90_ms`` (never printed: ``None``), ``runs``, and ``std_ms``,
+    ``min_ms``, ``max_ms`` of the regular runs (``None`` where the log lacks them)."""
     lines = [_clean(l) for l in text.splitlines()]
     s = dict.fromkeys(("init_ms", "first_inference_ms", "warmup_avg_ms", "median_ms", "p90_ms", "avg_ms",
-                       "runs"))
+                       "runs", "std_ms", "min_ms", "max_ms"))
     timings_at = None
     for i, line in enumerate(lines):
         m = re.search(rf"Inference timings in us: Init: ({_NUM}), First inference: ({_NUM}), "
@@ -209,6 +213,8 @@ def parse_summary(text: str) -> dict:
             s["runs"] = int(kv["count"])
             if "median" in kv:
                 s["median_ms"] = kv["median"] / 1000.0
+            for key in ("std", "min", "max"):
+                s[f"{key}_ms"] = kv[key] / 1000.0 if key in kv else None
             if s["avg_ms"] is None or timings_at is None:
                 s["avg_ms"] = kv["avg"] / 1000.0 if "avg" in kv else kv.get("curr", 0.0) / 1000.0
     return s
