@@ -1,13 +1,13 @@
 """Running a model in PyTorch, ONNX Runtime or LiteRT behind one interface.
 
 A runner maps an ``N x 3 x H x W`` float32 array in [0, 1] to the ``N x 3 x sH x sW``
-output. Exported artifacts describe their layout, value range and fixed input size in the
-model card next to them (``NAME.json``); without a card, NCHW float in [0, 1] is assumed and
-the fixed size (if any) is read from the artifact's input shape.
+output. Exported artifacts describe their layout, value range, I/O dtype and quantization, scale
+and input shape in the model card next to them (``NAME.json``, format
+:data:`tinysr.export.card.FORMAT`); without a card, NCHW float in [0, 1] is assumed and the
+fixed size (if any) is read from the artifact's input shape.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +20,14 @@ class RuntimeError_(ValueError):
     pass
 
 
-def _card(path: Path) -> dict:
-    card = path.with_suffix(".json")
-    return json.loads(card.read_text()) if card.is_file() else {}
+def _card(path: Path, card: dict | None) -> dict | None:
+    """The model card given, else the one next to the artifact (checked), else None."""
+    from .export.card import read_card
+
+    if card is not None:
+        return card
+    card_path = path.with_suffix(".json")
+    return read_card(card_path) if card_path.is_file() else None
 
 
 class TorchRunner:
@@ -41,29 +46,40 @@ class TorchRunner:
 
 
 class _ArtifactRunner:
-    def _setup_io(self, card: dict, shape, default_layout: str):
-        self.layout = card.get("layout", default_layout)
-        self.value_range = float(card.get("value_max", 1.0))
-        self.int_io = card.get("io_dtype") in ("int8", "uint8")
-        self.scale = card.get("scale")
-        dims = list(shape)
+    def _setup_io(self, card: dict | None, shape, default_layout: str, dtype: str, path: Path):
+        if card is not None and card["input"]["dtype"] != dtype:
+            raise RuntimeError_(f"{path.with_suffix('.json')}: the card says {card['input']['dtype']} input, "
+                                f"{path.name} has {dtype}: the card belongs to another export")
+        if card is None:
+            self.layout, dims = default_layout, list(shape)
+            self.in_range = self.out_range = (0.0, 1.0)
+            self.in_quant = self.out_quant = None
+            self.scale = None
+        else:
+            inp, out = card["input"], card["output"]
+            self.layout, dims = card["layout"], inp["shape"]
+            self.in_range, self.out_range = tuple(inp["range"]), tuple(out["range"])
+            self.in_quant, self.out_quant = inp["quantization"], out["quantization"]
+            self.scale = card["scale"]
         h, w = (dims[1], dims[2]) if self.layout == "nhwc" else (dims[2], dims[3])
-        dynamic = not (isinstance(h, (int, np.integer)) and isinstance(w, (int, np.integer)) and h > 0 and w > 0)
-        self.fixed_size = None if dynamic or card.get("dynamic_shape") else (int(h), int(w))
+        fixed = all(isinstance(v, (int, np.integer)) and v > 0 for v in (h, w))
+        self.fixed_size = (int(h), int(w)) if fixed else None
 
     def _to_input(self, x: np.ndarray) -> np.ndarray:
-        x = x * self.value_range
+        lo, hi = self.in_range
+        x = x * (hi - lo) + lo
         return np.ascontiguousarray(x.transpose(0, 2, 3, 1) if self.layout == "nhwc" else x, dtype=np.float32)
 
     def _from_output(self, y: np.ndarray) -> np.ndarray:
+        lo, hi = self.out_range
         y = y.transpose(0, 3, 1, 2) if self.layout == "nhwc" else y
-        return np.asarray(y, dtype=np.float32) / self.value_range
+        return (np.asarray(y, dtype=np.float32) - lo) / (hi - lo)
 
 
 class OnnxRunner(_ArtifactRunner):
     name = "onnxruntime"
 
-    def __init__(self, path: Path, threads: int = 0):
+    def __init__(self, path: Path, threads: int = 0, card: dict | None = None):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -75,7 +91,8 @@ class OnnxRunner(_ArtifactRunner):
             raise RuntimeError_(f"{path}: ONNX Runtime cannot load it ({type(e).__name__}: {e})") from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
-        self._setup_io(_card(path), inp.shape, "nchw")
+        dtype = {"tensor(float)": "float32", "tensor(int8)": "int8"}.get(inp.type, inp.type)
+        self._setup_io(_card(path, card), inp.shape, "nchw", dtype, path)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         out = self.session.run(None, {self.input_name: self._to_input(x)})[0]
@@ -85,7 +102,7 @@ class OnnxRunner(_ArtifactRunner):
 class LiteRTRunner(_ArtifactRunner):
     name = "litert"
 
-    def __init__(self, path: Path, threads: int = 0):
+    def __init__(self, path: Path, threads: int = 0, card: dict | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
         try:
@@ -94,20 +111,26 @@ class LiteRTRunner(_ArtifactRunner):
             raise RuntimeError_(f"{path}: LiteRT cannot load it ({type(e).__name__}: {e})") from None
         self.inp = self.interp.get_input_details()[0]
         self.out = self.interp.get_output_details()[0]
-        card = _card(path)
-        self._setup_io(card, self.inp["shape"], card.get("layout", "nchw"))
+        self._setup_io(_card(path, card), self.inp["shape"], "nchw", np.dtype(self.inp["dtype"]).name, path)
         self.interp.allocate_tensors()
         self._allocated_shape = tuple(self.inp["shape"])
 
+    @staticmethod
+    def _params(card_quant: dict | None, details) -> tuple[float, int]:
+        """(scale, zero point): the card's, else the interpreter's."""
+        if card_quant is not None:
+            return card_quant["scale"], card_quant["zero_point"]
+        return details["quantization"]
+
     def _quant(self, x, details):
-        scale, zero = details["quantization"]
+        scale, zero = self._params(self.in_quant, details)
         if details["dtype"] in (np.int8, np.uint8) and scale:
             info = np.iinfo(details["dtype"])
             return np.clip(np.round(x / scale + zero), info.min, info.max).astype(details["dtype"])
         return x.astype(details["dtype"])
 
     def _dequant(self, y, details):
-        scale, zero = details["quantization"]
+        scale, zero = self._params(self.out_quant, details)
         if details["dtype"] in (np.int8, np.uint8) and scale:
             return (y.astype(np.float32) - zero) * scale
         return y

@@ -96,6 +96,40 @@ def num_outputs(tflite) -> int:
     return reader(tflite).Subgraphs(0).OutputsLength()
 
 
+@lru_cache(maxsize=1)
+def tensor_type_names() -> dict[int, str]:
+    """``{TensorType code: numpy-style name}``, e.g. ``{0: "float32", 9: "int8", ...}``."""
+    return {v: k.lower() for k, v in vars(schema().TensorType).items() if not k.startswith("_")}
+
+
+def io_tensors(tflite) -> dict[str, list[dict]]:
+    """The graph inputs and outputs of subgraph 0, as ``{"inputs": [...], "outputs": [...]}``.
+
+    Each tensor is ``{"shape": [...], "dtype": "float32", "quantization": None}``: the shape with
+    ``None`` for a dynamic axis (``-1`` in the shape signature), and for a quantized tensor
+    ``"quantization": {"scale": float, "zero_point": int}`` (per-tensor parameters, the ones a
+    caller quantizes its input and dequantizes the output with).
+    """
+    sg = reader(tflite).Subgraphs(0)
+
+    def describe(index: int) -> dict:
+        t = sg.Tensors(index)
+        dims = [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else []
+        if t.ShapeSignatureLength():
+            dims = [None if int(d) < 0 else int(d) for d in t.ShapeSignatureAsNumpy()]
+        q = t.Quantization()
+        quant = None
+        if q is not None and q.ScaleLength() > 0:
+            if q.ScaleLength() != 1:
+                raise ValueError(f"tensor {t.Name()!r} has {q.ScaleLength()} quantization scales; "
+                                 "graph inputs / outputs are expected to be quantized per tensor")
+            quant = {"scale": float(q.Scale(0)), "zero_point": int(q.ZeroPoint(0)) if q.ZeroPointLength() else 0}
+        return {"shape": dims, "dtype": tensor_type_names()[t.Type()], "quantization": quant}
+
+    return {"inputs": [describe(sg.Inputs(i)) for i in range(sg.InputsLength())],
+            "outputs": [describe(sg.Outputs(i)) for i in range(sg.OutputsLength())]}
+
+
 def buffer_data(model, index: int, raw: bytes) -> np.ndarray:
     """Buffer ``index`` of a ``ModelT`` as uint8, whether stored inline or after the flatbuffer."""
     buf = model.buffers[index]

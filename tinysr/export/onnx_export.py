@@ -17,6 +17,23 @@ def op_histogram_onnx(model) -> dict[str, int]:
     return dict(Counter(n.op_type for n in model.graph.node).most_common())
 
 
+def io_tensors_onnx(model) -> dict[str, list[dict]]:
+    """Graph inputs (initializers excluded) and outputs, each ``{"shape": [...], "dtype": "float32",
+    "quantization": None}`` with ``None`` for a symbolic axis (as :func:`tinysr.export.flatbuffer.io_tensors`
+    describes TFLite's; ONNX QDQ models keep float I/O)."""
+    from onnx import helper
+
+    inits = {i.name for i in model.graph.initializer}
+
+    def describe(v) -> dict:
+        t = v.type.tensor_type
+        dims = [int(d.dim_value) if d.HasField("dim_value") else None for d in t.shape.dim]
+        return {"shape": dims, "dtype": helper.tensor_dtype_to_np_dtype(t.elem_type).name, "quantization": None}
+
+    return {"inputs": [describe(v) for v in model.graph.input if v.name not in inits],
+            "outputs": [describe(v) for v in model.graph.output]}
+
+
 def export_onnx(model: nn.Module, input_size: tuple[int, int], out_path: str | Path, opset: int = 17,
                 dynamic: bool = False, layout: str = "nchw", simplify: bool = True) -> dict:
     """Export, check and simplify; returns node/initializer counts before and after simplification.
