@@ -5,7 +5,7 @@ import torch
 
 from tinysr.complexity import measure
 from tinysr.genotype import CELL_INPUT, TPSR_GENOTYPE, Cell, Genotype, Node
-from tinysr.ops import OP_NAMES, OPS, get_op, prelu_macs
+from tinysr.ops import OP_NAMES, OPS, get_op, prelu_macs, sum_macs
 
 SPACE_OPS = {"conv1", "conv3", "conv5", "conv7", "gconv3", "gconv5", "gconv7", "dsep3", "dsep5", "dsep7",
              "inv3", "inv5", "inv7", "se", "ca", "identity"}
@@ -16,22 +16,23 @@ def test_op_set_is_the_papers_search_space():
 
 
 @pytest.mark.parametrize("name", OP_NAMES)
-def test_each_op_keeps_shape_and_its_mult_adds_formula_matches_the_counter(name):
+@pytest.mark.parametrize("n, h, w", [(16, 12, 20), (8, 7, 5)])
+def test_each_op_keeps_shape_and_its_mult_adds_formula_matches_the_counter(name, n, h, w):
     spec = get_op(name)
-    mod = spec.build(16)
-    x = torch.randn(1, 16, 12, 20)
+    mod = spec.build(n)
+    x = torch.randn(1, n, h, w)
     assert mod(x).shape == x.shape
 
-    class Wrapped(torch.nn.Module):  # the counter's input has 3 channels: measure the op on 16
+    class Wrapped(torch.nn.Module):  # the counter's input has 3 channels: measure the op on n
         def __init__(self):
             super().__init__()
             self.op = mod
 
         def forward(self, _):
-            return self.op(torch.zeros(1, 16, 12, 20))
+            return self.op(torch.zeros(1, n, h, w))
 
     counted = measure(Wrapped(), (1, 1)).mult_adds
-    assert counted == pytest.approx(spec.macs(16, 12, 20), rel=1e-6, abs=1e-6)
+    assert counted == pytest.approx(spec.macs(n, h, w), rel=1e-6, abs=1e-6)
     assert spec.latency_key(16, 180, 320) == f"{name}_n16_180x320"
 
 
@@ -90,6 +91,9 @@ def test_invalid_genotypes_are_rejected_clearly(text, msg):
         Genotype.parse(text)
 
 
-def test_prelu_cost_is_counted_per_node():
+def test_prelu_and_leaf_sum_costs():
     assert prelu_macs(16, 10, 10) == 800
+    assert sum_macs(16, 10, 10) == 800
+    one, three = Genotype.parse("conv3@in"), Genotype.parse("conv3@in conv3@in conv3@in")
+    assert three.mult_adds(16, 10, 10) == 3 * one.mult_adds(16, 10, 10) + 2 * sum_macs(16, 10, 10)
     assert OPS["identity"].macs(16, 10, 10) == 0

@@ -85,3 +85,97 @@ def test_save_keeps_the_form_and_is_atomic(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "g.png", "h.png"]
     with pytest.raises(ValueError, match="unsupported output extension"):
         save_image(tmp_path / "x.xyz", rgb)
+
+
+def test_an_empty_file_says_it_is_empty(tmp_path):
+    (tmp_path / "zero.png").write_bytes(b"")
+    with pytest.raises(ImageReadError, match=r"zero.png: empty file \(0 bytes\)"):
+        load_image(tmp_path / "zero.png")
+
+
+def _written(tmp_path, monkeypatch, channels, dtype):
+    """A 29x41 image, half noise, half gradient, written in many deflate segments by several threads."""
+    import tinysr.imageio as imageio
+
+    monkeypatch.setattr(imageio, "_SEGMENT_BYTES", 200)
+    rng = np.random.default_rng(channels)
+    top = 256 if dtype == np.uint8 else 65536
+    noise = rng.integers(0, top, (41, 29, channels))
+    smooth = np.linspace(0, top - 1, 41 * 29 * channels).reshape(41, 29, channels)
+    arr = np.where(np.arange(41)[:, None, None] < 20, noise, smooth).astype(dtype)
+    arr = arr[..., 0] if channels == 1 else arr
+    imageio.write_png(tmp_path / "w.png", arr, threads=3)
+    return tmp_path / "w.png", arr
+
+
+@pytest.mark.parametrize("channels, dtype", [(1, np.uint8), (1, np.uint16), (2, np.uint8), (3, np.uint8),
+                                             (4, np.uint8)])
+def test_png_round_trips_bit_exactly_through_pillow(tmp_path, monkeypatch, channels, dtype):
+    path, arr = _written(tmp_path, monkeypatch, channels, dtype)
+    with Image.open(path) as im:
+        im.verify()  # chunk CRCs
+    with Image.open(path) as im:
+        got = np.asarray(im)
+    assert got.shape == arr.shape and np.array_equal(got, arr)
+
+
+def _unfilter(rows: np.ndarray, bpp: int) -> np.ndarray:
+    """PNG scanlines (filter byte + data) -> image bytes, every filter type, straight from the spec."""
+    out = np.zeros((rows.shape[0], rows.shape[1] - 1), np.int64)
+    for y, (kind, *data) in enumerate(rows.tolist()):
+        for x, v in enumerate(data):
+            a = out[y, x - bpp] if x >= bpp else 0
+            b = out[y - 1, x] if y else 0
+            c = out[y - 1, x - bpp] if y and x >= bpp else 0
+            p = a + b - c
+            paeth = min((abs(p - a), 0, a), (abs(p - b), 1, b), (abs(p - c), 2, c))[2]
+            out[y, x] = (v + [0, a, b, (a + b) // 2, paeth][kind]) % 256
+    return out
+
+
+def test_png_16_bit_rgb_decodes_by_the_spec(tmp_path, monkeypatch):
+    """Pillow reads 16-bit RGB as 8-bit, so the IDAT stream is decoded here by hand."""
+    import struct
+    import zlib
+
+    path, arr = _written(tmp_path, monkeypatch, 3, np.uint16)
+    data, pos, raw = path.read_bytes(), 8, b""
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        raw += data[pos + 8:pos + 8 + n] if kind == b"IDAT" else b""
+        pos += 12 + n
+    assert data[12:16] == b"IHDR" and data[24:26] == bytes([16, 2])  # bit depth 16, colour type RGB
+    rows = np.frombuffer(zlib.decompress(raw), np.uint8).reshape(arr.shape[0], -1)
+    expected = arr.astype(">u2").view(np.uint8).reshape(arr.shape[0], -1)
+    assert np.array_equal(_unfilter(rows, bpp=6), expected)
+
+
+@pytest.mark.parametrize("pixels", [np.zeros((4, 8, 3), np.float32), np.zeros((4, 8, 5), np.uint8),
+                                    np.zeros((4, 8, 3), np.int16), np.zeros(8, np.uint8)])
+def test_png_refuses_what_it_cannot_hold(tmp_path, pixels):
+    from tinysr.imageio import write_png
+
+    with pytest.raises(ValueError, match="PNG: cannot write"):
+        write_png(tmp_path / "w.png", pixels)
+
+
+def test_adler32_combine_matches_zlib():
+    import zlib
+
+    from tinysr.imageio import _adler32_combine
+
+    rng = np.random.default_rng(1)
+    a, b = rng.bytes(70_000), rng.bytes(12_345)
+    assert _adler32_combine(zlib.adler32(a), zlib.adler32(b), len(b)) == zlib.adler32(a + b)
+
+
+def test_png_of_a_photo_is_no_larger_than_pillows_default(tmp_path):
+    """Average filter + run-length deflate: about Pillow's zlib-6 size on photos (bound: 1.5x)."""
+    from tinysr.bundled import sample_photo
+
+    photo = Image.open(sample_photo()).convert("RGB").resize((400, 468), Image.BICUBIC)
+    photo.save(tmp_path / "pillow.png")
+    save_image(tmp_path / "ours.png", np.asarray(photo))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "ours.png")), np.asarray(photo))
+    ratio = (tmp_path / "ours.png").stat().st_size / (tmp_path / "pillow.png").stat().st_size
+    assert ratio < 1.5, ratio

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tinysr.export.flatbuffer import op_rows, slice_op
-from tinysr.profile.host import (cpu_slug, parse_ort_trace, profile_host,
-                                 time_litert)
+from tinysr.profile.host import (cpu_slug, parse_ort_trace, profile_host, time_calls, time_litert,
+                                 time_litert_models)
 from tinysr.profile.record import Profile
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "benchmark_model"
@@ -132,6 +132,99 @@ def test_litert_builtin_kernels_and_errors(models):
         profile_host(onnx_path, delegate="xnnpack")
     with pytest.raises(FileNotFoundError):
         profile_host(tfl.with_name("missing.tflite"))
+
+
+# ------------------------------------------------------------------------- the timing engine
+def test_time_calls_interleaves_rounds_over_any_callables():
+    log = []
+
+    def call(name):
+        return lambda: log.append(name)
+
+    timings = time_calls([call("a"), call("b"), call("c")], runs=7, warmup=2, rounds=3)
+    # warm-up: every callable once (first) + 2 times, before any timed run
+    assert log[:9] == ["a"] * 3 + ["b"] * 3 + ["c"] * 3
+    # rounds of 3, 2, 2 timed runs, each preceded by one untimed settling call
+    rounds = log[9:]
+    assert rounds == (["a"] * 4 + ["b"] * 4 + ["c"] * 4) + (["a"] * 3 + ["b"] * 3 + ["c"] * 3) * 2
+    for t in timings:
+        assert len(t.times_ms) == 7 and len(t.warmup_ms) == 2 and t.first_ms >= 0 and t.init_ms is None
+        assert t.median_ms >= 0 and t.p90_ms >= t.median_ms
+    log.clear()
+    (only,) = time_calls([call("x")], runs=5, warmup=0, rounds=2)  # one callable: nothing to settle
+    assert log == ["x"] * 6 and len(only.times_ms) == 5
+    log.clear()
+    time_calls([call("a"), call("b")], runs=2, warmup=0, rounds=9, settle=False)  # rounds capped at runs
+    assert log == ["a", "b", "a", "b", "a", "b"]
+
+
+def test_time_calls_reports_each_callables_own_time():
+    import time
+
+    fast, slow = (lambda: time.sleep(0.001)), (lambda: time.sleep(0.02))
+    t_fast, t_slow = time_calls([fast, slow], runs=6, warmup=1, rounds=2)
+    assert t_slow.median_ms > 10 * t_fast.median_ms
+    assert 18 <= t_slow.median_ms < 200
+
+
+def test_time_calls_clocks():
+    import time
+
+    from tinysr.profile.host import clock_for
+    from tinysr.profile.lut import Timer
+
+    ticks = iter(range(0, 10_000, 2))  # a fake clock: every reading 2 s after the last
+    (t,) = time_calls([lambda: None], runs=3, warmup=1, clock=lambda: next(ticks))
+    assert t.first_ms == t.warmup_ms[0] == 2000.0 and t.times_ms == [2000.0] * 3
+    # the thread's CPU time leaves out waiting (here: sleeping), wall time does not
+    wall, cpu = (time_calls([lambda: time.sleep(0.02)], runs=3, warmup=0, clock=clock_for(c))[0].median_ms
+                 for c in ("wall", "thread-cpu"))
+    assert wall >= 19 and cpu < 5
+    with pytest.raises(ValueError, match="threads=1"):
+        clock_for("thread-cpu", 2)
+    with pytest.raises(ValueError, match="clock must be"):
+        clock_for("tsc")
+    with pytest.raises(ValueError, match="wall-clock"):
+        Timer("adb:X", clock="thread-cpu")
+
+
+def test_litert_timing_goes_through_the_one_engine(models, monkeypatch):
+    """time_litert, profile_litert and the latency tables' Timer all time with time_calls."""
+    from tinysr.profile import host
+    from tinysr.profile.lut import Timer
+
+    tfl, _ = models
+    raw = tfl.read_bytes()
+    seen = []
+    real = host.time_calls
+
+    def spy(calls, runs=50, warmup=5, rounds=1, settle=True, **kw):
+        seen.append((len(calls), runs, warmup, rounds))
+        return real(calls, runs, warmup, rounds, settle, **kw)
+
+    monkeypatch.setattr(host, "time_calls", spy)
+    t = time_litert(raw, warmup=1, runs=3)
+    assert seen[-1] == (1, 3, 1, 1) and len(t.times_ms) == 3 and t.init_ms > 0
+    p = profile_host(tfl, warmup=1, runs=4, rounds=2)
+    assert seen[-1] == (1 + len(op_rows(raw)), 4, 1, 2) and p.summary["runs"] == 4 and p.runtime["rounds"] == 2
+    res = Timer("host", warmup=1, runs=4).measure([raw, raw], rounds=2)
+    assert seen[-1] == (2, 4, 1, 2) and [r[2] for r in res] == [4, 4]
+    two = time_litert_models([raw, slice_op(raw, 0)], warmup=0, runs=2)
+    assert seen[-1] == (2, 2, 0, 1) and all(t.init_ms > 0 for t in two)
+
+
+def test_profile_modules_import_no_private_names_from_each_other():
+    import ast
+
+    import tinysr.profile as pkg
+
+    bad = []
+    for f in sorted(Path(pkg.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                bad += [f"{f.name}: {node.module}.{a.name}" for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not bad
 
 
 def test_cpu_slug():

@@ -79,6 +79,46 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(tmp_path, ckpt, capsys
     assert "neither a checkpoint file nor a model name" in capsys.readouterr().err
 
 
+def test_a_batch_goes_on_past_unreadable_files(tmp_path, ckpt, capsys):
+    d = tmp_path / "in"
+    d.mkdir()
+    for name in ("a", "c"):
+        Image.fromarray(rng_image(20, 24, seed=ord(name))).save(d / f"{name}.png")
+    (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (d / "empty.png").write_bytes(b"")
+    files = [str(d / f"{n}.png") for n in ("a", "broken", "empty", "c")]
+    assert main(["upscale", *files, "-o", str(tmp_path / "out"), "--model", str(ckpt), "-q"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.splitlines()
+    assert len(err) == 3 and "Traceback" not in captured.err, captured.err
+    assert err[0].startswith("tinysr: error: ") and "broken.png: cannot read image" in err[0]
+    assert err[1] == f"tinysr: error: {d / 'empty.png'}: empty file (0 bytes)"
+    assert err[2].startswith("tinysr: error: 2 of 4 images failed")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]  # no temporaries
+    assert all(Image.open(tmp_path / "out" / n).size == (96, 80) for n in ("a.png", "c.png"))
+    assert "a.png (24x20) ->" in captured.out and "c.png (24x20) ->" in captured.out
+
+
+@pytest.mark.parametrize("form", ["RGB", "L", "RGBA", "LA", "I;16"])
+def test_png_output_is_the_upscaled_image_bit_exactly(tmp_path, form):
+    """The PNG encoded band by band during the upscale holds exactly the pixels of the whole-image path."""
+    from tinysr.imageio import load_image, pixel_array
+    from tinysr.upscale import upscale_files, upscale_image
+
+    rgb = rng_image(70, 45)
+    arrays = {"RGB": rgb, "L": rgb[..., 0], "RGBA": np.dstack([rgb, rgb[..., 2]]), "LA": np.dstack([rgb[..., :2]]),
+              "I;16": rgb[..., 1].astype(np.uint16) * 257 + 7}
+    Image.fromarray(arrays[form]).save(tmp_path / "src.png")
+    runner = TorchRunner(_random_tpsr())
+    img = load_image(tmp_path / "src.png")
+    expected = pixel_array(*upscale_image(runner, img, tile=16, overlap=8), img.grayscale, img.bit_depth)[0]
+    upscale_files(runner, [tmp_path / "src.png"], tmp_path / "out.png", tile=16, overlap=8, progress=False)
+    with Image.open(tmp_path / "out.png") as im:
+        assert im.size == (180, 280)
+        got = np.asarray(im)
+    assert got.dtype == expected.dtype and np.array_equal(got, expected)
+
+
 def test_default_run_upscales_the_bundled_sample(tmp_path, monkeypatch, capsys):
     from tinysr.checkpoint import has_bundled_weights
 

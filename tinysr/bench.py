@@ -8,6 +8,7 @@ baseline and the fraction of this CPU's fp32 peak, measured as the best of a few
 """
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -145,4 +146,95 @@ def format_bench(result: dict) -> str:
         parts = [f"{a} / {b} = {ratio(result, a, b, t):.2f}" for a, b in pairs if ratio(result, a, b, t)]
         if parts:
             lines.append(f"ratios at {t} thread(s): " + "; ".join(parts))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ tinysr bench --upscale WxH
+def photo(size: tuple[int, int], image: str | None = None):
+    """A photo of ``size`` (width, height): ``image`` (default the bundled sample photo) scaled by
+    bicubic to cover it and centre-cropped."""
+    from PIL import Image
+
+    from .bundled import sample_photo
+
+    src = Image.open(image or sample_photo()).convert("RGB")
+    w, h = size
+    k = max(w / src.width, h / src.height)
+    big = src.resize((max(w, round(src.width * k)), max(h, round(src.height * k))), Image.BICUBIC)
+    x, y = (big.width - w) // 2, (big.height - h) // 2
+    return big.crop((x, y, x + w, y + h))
+
+
+def run_upscale_bench(spec: str = "tpsr_x4", size=(1000, 750), image: str | None = None, rounds: int = 5,
+                      threads: int = 0, tile: int = 256, overlap: int = 16, progress: bool = True) -> dict:
+    """Times of ``tinysr upscale`` on a ``size`` (width, height) photo, timed round-robin: the
+    model's compute alone (tiled inference into a uint8 array, no I/O), the whole upscale to PNG
+    (now, and as it was: Pillow's encoder at its default zlib level 6) and to JPEG; wall time
+    (median and best) and the process's CPU time (all threads; less sensitive to a busy machine);
+    with the file sizes."""
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from .bundled import sample_photo
+    from .imageio import atomic_write, load_image, to_pil
+    from .profile.host import cpu_model
+    from .runtimes import make_runner
+    from .upscale import upscale_array, upscale_files, upscale_image
+
+    runner = make_runner(spec, "auto", threads)
+    with tempfile.TemporaryDirectory(prefix="tinysr-bench-") as d:
+        d = Path(d)
+        src = d / "photo.png"
+        photo(size, image).save(src)
+        img = load_image(src)
+        outs = {"before": d / "before.png", "png": d / "out.png", "jpeg": d / "out.jpg"}
+
+        def png_before():
+            im = load_image(src)
+            rgb, alpha = upscale_image(runner, im, tile, overlap)
+            pil = to_pil(rgb, alpha, im.grayscale, im.bit_depth)
+            atomic_write(outs["before"], lambda tmp: pil.save(tmp, format="PNG"))
+
+        configs = {
+            "model compute (tiled, uint8, no I/O)": lambda: upscale_array(runner, img.rgb, tile, overlap, bit_depth=8),
+            "upscale -> PNG, before (Pillow, zlib 6)": png_before,
+            "upscale -> PNG": lambda: upscale_files(runner, [src], outs["png"], tile, overlap, progress=False),
+            "upscale -> JPEG": lambda: upscale_files(runner, [src], outs["jpeg"], tile, overlap, progress=False),
+        }
+        times = {name: [] for name in configs}
+        cpu = {name: [] for name in configs}
+        for fn in configs.values():  # warm-up
+            fn()
+        for _ in tqdm(range(rounds), desc="bench rounds", disable=not progress, leave=False):
+            for name, fn in configs.items():
+                c = time.process_time()
+                times[name].append(_timed(fn))
+                cpu[name].append(time.process_time() - c)
+        identical = np.array_equal(np.asarray(Image.open(outs["before"])), np.asarray(Image.open(outs["png"])))
+        sizes = {k: p.stat().st_size for k, p in outs.items()}
+    source = Path(image).name if image else f"the bundled {sample_photo().name}"
+    return {"model": spec, "input_size": list(size), "output_size": [size[0] * runner.scale, size[1] * runner.scale],
+            "image": f"{source} scaled by bicubic", "cpu": cpu_model(), "cores": os.cpu_count(), "runtime": runner.name,
+            "threads": torch.get_num_threads() if runner.name == "torch" else threads, "rounds": rounds,
+            "rows": [{"what": k, "median_s": statistics.median(v), "best_s": min(v), "runs_s": v,
+                      "median_cpu_s": statistics.median(cpu[k])} for k, v in times.items()],
+            "png_bytes_before": sizes["before"], "png_bytes": sizes["png"], "jpeg_bytes": sizes["jpeg"],
+            "png_pixels_identical": identical}
+
+
+def format_upscale_bench(result: dict) -> str:
+    (w, h), (ow, oh) = result["input_size"], result["output_size"]
+    compute = result["rows"][0]["median_s"]
+    lines = [f"{result['model']}: {w}x{h} -> {ow}x{oh}, {result['image']}; {result['cpu']}, {result['cores']} cores, "
+             f"{result['runtime']} {result['threads'] or 'default'} thread(s); medians of {result['rounds']} "
+             "interleaved runs",
+             "wall time: median, ratio to compute, best; process CPU time (all threads): median, ratio",
+             f"{'':<40}{'median s':>9}{'x compute':>10}{'best s':>8}{'CPU s':>8}{'x compute':>10}"]
+    cpu = result["rows"][0]["median_cpu_s"]
+    lines += [f"{r['what']:<40}{r['median_s']:>9.2f}{r['median_s'] / compute:>10.2f}{r['best_s']:>8.2f}"
+              f"{r['median_cpu_s']:>8.2f}{r['median_cpu_s'] / cpu:>10.2f}" for r in result["rows"]]
+    lines.append(f"PNG {result['png_bytes'] / 1e6:.2f} MB (before {result['png_bytes_before'] / 1e6:.2f} MB, "
+                 f"x{result['png_bytes'] / result['png_bytes_before']:.2f}; pixels "
+                 f"{'identical' if result['png_pixels_identical'] else 'DIFFER'}), "
+                 f"JPEG {result['jpeg_bytes'] / 1e6:.2f} MB")
     return "\n".join(lines)

@@ -16,13 +16,9 @@ from torch import nn
 
 from .foreign import WeightImportError, import_state_dict, load_strict
 from .imageio import atomic_write
-from .models import get_entry, list_models
-from .models.esrgan import RRDBNet
-from .models.srgan import SRResNet
-from .models.tpsr import CellSR
+from .models import build_family, get_entry, list_models
 
 FORMAT = "tinysr-checkpoint-v1"
-FAMILIES = {"tpsr": CellSR, "esrgan": RRDBNet, "srgan": SRResNet}
 
 
 class ModelLoadError(ValueError):
@@ -30,9 +26,10 @@ class ModelLoadError(ValueError):
 
 
 def build(family: str, config: dict) -> nn.Module:
-    if family not in FAMILIES:
-        raise ModelLoadError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
-    return FAMILIES[family](**config)
+    try:
+        return build_family(family, config)
+    except ValueError as e:
+        raise ModelLoadError(str(e)) from None
 
 
 def model_record(model: nn.Module) -> dict:

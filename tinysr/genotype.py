@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .ops import OP_NAMES, OPS, get_op, prelu_macs
+from .ops import OP_NAMES, OPS, get_op, prelu_macs, sum_macs
 
 CELL_INPUT = -1
 
@@ -67,7 +67,7 @@ class Genotype:
     def mult_adds(self, n: int, h: int, w: int) -> float:
         """Mult-Adds of the cell (operations, their PReLUs and the leaf sum) on an h x w map."""
         total = sum(OPS[node.op].macs(n, h, w) + prelu_macs(n, h, w) for node in self.nodes)
-        return total + (len(self.leaves) - 1) * h * w * n * 0.5
+        return total + (len(self.leaves) - 1) * sum_macs(n, h, w)
 
     def latency_keys(self, n: int, h: int, w: int) -> list[str]:
         return [OPS[node.op].latency_key(n, h, w) for node in self.nodes]

@@ -173,3 +173,8 @@ def get_op(name: str) -> OpSpec:
 
 def prelu_macs(n: int, h: int, w: int) -> float:
     return elementwise(h * w * n, PRELU_OPS)
+
+
+def sum_macs(n: int, h: int, w: int) -> float:
+    """Mult-Adds of one element-wise sum of two n-channel maps (one per extra leaf of a cell)."""
+    return elementwise(h * w * n, ADD_OPS)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .imageio import LoadedImage, load_image, quantize, save_image
+from .imageio import ImageReadError, LoadedImage, load_image, output_format, quantize, save_image
 
 
 def tiles(h: int, w: int, tile: int):
@@ -111,18 +111,28 @@ def output_path(src: Path, out: Path, n_inputs: int, suffix: str | None) -> Path
 
 
 def upscale_files(runner, files: list[Path], out: Path, tile: int = 256, overlap: int = 16,
-                  progress: bool = True, fmt: str | None = None) -> list[UpscaleReport]:
+                  progress: bool = True, fmt: str | None = None, on_error=None) -> list[UpscaleReport]:
+    """Upscale each file; with ``on_error(src, exc)`` a file that cannot be read or written is
+    reported there and the batch goes on (without it, the first such error is raised)."""
     from tqdm.auto import tqdm
 
+    if len(files) == 1 and out.suffix:
+        output_format(out)  # an unsupported extension fails before any work
     reports = []
     for src in tqdm(files, desc="images", disable=not progress or len(files) == 1, unit="img"):
         t0 = time.perf_counter()
-        img = load_image(src)
-        h, w = img.rgb.shape[:2]
-        with tqdm(total=count_tiles(h, w, tile, runner, overlap), desc=src.name, unit="tile",
-                  disable=not progress, leave=False) as bar:
-            rgb, alpha = upscale_image(runner, img, tile, overlap, bar)
-        dst = output_path(src, out, len(files), fmt)
-        save_image(dst, rgb, alpha, img.grayscale, img.bit_depth)
+        try:
+            img = load_image(src)
+            h, w = img.rgb.shape[:2]
+            with tqdm(total=count_tiles(h, w, tile, runner, overlap), desc=src.name, unit="tile",
+                      disable=not progress, leave=False) as bar:
+                rgb, alpha = upscale_image(runner, img, tile, overlap, bar)
+            dst = output_path(src, out, len(files), fmt)
+            save_image(dst, rgb, alpha, img.grayscale, img.bit_depth)
+        except (ImageReadError, OSError) as e:
+            if on_error is None:
+                raise
+            on_error(src, e)
+            continue
         reports.append(UpscaleReport(src, dst, (w, h), (rgb.shape[1], rgb.shape[0]), time.perf_counter() - t0))
     return reports

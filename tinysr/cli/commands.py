@@ -6,22 +6,47 @@ import time
 from pathlib import Path
 
 
-def parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str, form: str = "HxW") -> tuple[int, int]:
+    """``"180x320"`` -> ``(180, 320)``: two positive sizes, in the order ``form`` names them."""
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
-        return h, w
+        a, b = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise ValueError(f"size {text!r}: expected HxW, e.g. 180x320") from None
+        a = b = 0
+    if a < 1 or b < 1:
+        raise ValueError(f"size {text!r}: expected {form}, e.g. {'180x320' if form == 'HxW' else '1000x750'}")
+    return a, b
+
+
+def model_spec(spec: str) -> str:
+    """A registry name as a user may spell it (``tpsr-x4``) -> the registered name; model files pass."""
+    from ..models import get_entry
+    from ..models.registry import name_hint
+
+    if Path(spec).suffix or Path(spec).exists():
+        return spec
+    try:
+        return get_entry(spec).name
+    except ValueError:
+        raise ValueError(f"{spec!r} is neither a checkpoint file nor a model name; {name_hint(spec)}") from None
+
+
+def check_at_least(flag: str, value: int, low: int, meaning: str) -> None:
+    if value < low:
+        raise ValueError(f"{flag} {value}: {meaning}")
 
 
 def cmd_models(args):
     from ..checkpoint import has_bundled_weights
     from ..complexity import measure
     from ..models import create_model, get_entry, list_models
+    from ..models.registry import name_hint
 
     h, w = parse_size(args.input_size)
+    names = list_models(args.pattern) or list_models(args.pattern.lower().replace("-", "_"))
+    if not names:
+        raise ValueError(f"no model matches {args.pattern!r}; {name_hint(args.pattern)}")
     print(f"{'name':<14}{'scale':>6}{'params':>12}{'Mult-Adds':>14}  weights  description")
-    for name in list_models(args.pattern):
+    for name in names:
         e = get_entry(name)
         c = measure(create_model(name), (h, w))
         print(f"{name:<14}{'x' + str(e.scale):>6}{c.params / 1e3:>10.1f} K{c.mult_adds / 1e9:>12.2f} G  "
@@ -30,11 +55,19 @@ def cmd_models(args):
 
 
 def cmd_upscale(args):
+    import sys
+    import traceback
+
+    from tqdm.auto import tqdm
+
     from ..bundled import sample_image
     from ..imageio import list_images
     from ..runtimes import make_runner
     from ..upscale import upscale_files
 
+    check_at_least("--tile", args.tile, 1, "the tile side must be at least 1 LR pixel (default 256)")
+    check_at_least("--tile-overlap", args.tile_overlap, 0, "the context around each tile must be 0 or more pixels")
+    check_at_least("--threads", args.threads, 0, "must be 0 (the runtime's default) or a number of threads")
     inputs = args.inputs or [str(sample_image())]
     if not args.inputs:
         print(f"no input given: upscaling the bundled sample {sample_image().name}")
@@ -49,13 +82,28 @@ def cmd_upscale(args):
     else:
         out = Path(f"{files[0].stem}_x{runner.scale}.png") if len(files) == 1 else Path(f"upscaled_x{runner.scale}")
     fmt = f".{args.format}" if args.format else None
-    reports = upscale_files(runner, files, out, args.tile, args.tile_overlap, progress=not args.quiet, fmt=fmt)
+    failed = []
+
+    def report(src, e):
+        if args.verbose:
+            traceback.print_exception(e)
+        message = str(e) if str(src) in str(e) else f"{src}: {e}"  # a write error names the temporary file
+        tqdm.write(f"tinysr: error: {message}", file=sys.stderr)
+        failed.append(src)
+
+    reports = upscale_files(runner, files, out, args.tile, args.tile_overlap, progress=not args.quiet, fmt=fmt,
+                            on_error=report)
     for r in reports:
         print(f"{r.src} ({r.in_size[0]}x{r.in_size[1]}) -> {r.dst} ({r.out_size[0]}x{r.out_size[1]}) "
               f"in {r.seconds:.2f} s")
-    total = sum(r.seconds for r in reports)
-    print(f"model {args.model} (x{runner.scale}, {runner.name}), loaded in {load_s:.2f} s; "
-          f"{len(reports)} image(s) in {total:.2f} s")
+    if reports:
+        total = sum(r.seconds for r in reports)
+        print(f"model {args.model} (x{runner.scale}, {runner.name}), loaded in {load_s:.2f} s; "
+              f"{len(reports)} image(s) in {total:.2f} s")
+    if failed and len(files) > 1:
+        print(f"tinysr: error: {len(failed)} of {len(files)} images failed: {', '.join(str(p) for p in failed)}",
+              file=sys.stderr)
+    return 2 if failed else 0
 
 
 def cmd_eval(args):
@@ -136,14 +184,37 @@ def cmd_export(args):
     print(f"wrote {out} and {out.with_suffix('.json')}")
 
 
+def thread_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise ValueError(f"--threads {text}: expected positive thread counts, comma-separated, e.g. 1,2")
+    return counts
+
+
 def cmd_bench(args):
-    from ..bench import format_bench, run_bench
     from ..imageio import atomic_write
 
-    threads = tuple(int(t) for t in args.threads.split(","))
-    result = run_bench(args.model, parse_size(args.input_size), threads, args.rounds,
-                       runtimes=tuple(args.runtimes.split(",")), calib=args.calib, progress=not args.quiet)
-    print(format_bench(result))
+    rounds = args.rounds if args.rounds is not None else (5 if args.upscale else 10)
+    check_at_least("--rounds", rounds, 1, "time at least 1 round")
+    if args.upscale:
+        from ..bench import format_upscale_bench, run_upscale_bench
+
+        threads = thread_counts(args.threads) if args.threads else (0,)  # 0: the runtime's default
+        if len(threads) > 1:
+            raise ValueError(f"--threads {args.threads}: --upscale times one thread count")
+        result = run_upscale_bench(args.model, parse_size(args.upscale, "WxH"), args.image, rounds, threads[0],
+                                   progress=not args.quiet)
+        print(format_upscale_bench(result))
+    else:
+        from ..bench import format_bench, run_bench
+
+        threads = thread_counts(args.threads or "1,2")
+        result = run_bench(args.model, parse_size(args.input_size), threads, rounds,
+                           runtimes=tuple(args.runtimes.split(",")), calib=args.calib, progress=not args.quiet)
+        print(format_bench(result))
     if args.json:
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))
 
@@ -185,7 +256,7 @@ def cmd_profile(args):
             if Path(args.model).suffix.lower() != ".tflite" or args.runtime == "onnxruntime":
                 raise ValueError("--device adb profiles .tflite models with LiteRT's benchmark_model")
             kw = dict(benchmark_binary=args.benchmark_binary, threads=args.threads, delegate=args.delegate or "cpu",
-                      warmup=args.warmup, runs=args.runs)
+                      warmup=args.warmup, runs=args.runs, per_op=not args.no_per_op)
             if isinstance(serial, list):
                 save = None
                 if args.save:
@@ -209,21 +280,36 @@ def cmd_profile(args):
 
 
 def cmd_lut_build(args):
-    from ..profile.lut import build_lut, default_lut_name, save_lut
+    from ..profile.lut import build_lut, default_lut_name, format_calibration, save_lut
 
     data = build_lut(device=args.device, runtime=args.runtime, space=args.space, input_size=parse_size(args.input_size),
                      scale=args.scale, threads=args.threads, runs=args.runs, warmup=args.warmup, delegate=args.delegate,
                      benchmark_binary=args.benchmark_binary, cache_dir=args.cache_dir,
-                     progress=None if args.quiet else print, rounds=args.rounds)
+                     progress=None if args.quiet else print, rounds=args.rounds, clock=args.clock,
+                     calibration_networks=args.calibration_networks, calibration_seed=args.calibration_seed)
     out = Path(args.output) if args.output else Path("profiles") / default_lut_name(data)
     save_lut(data, out)
     print(f"wrote {out}: {len(data['entries'])} entries, overhead {data['overhead']['ms']:.3f} ms "
           f"({data['runtime']['name']} {data['runtime']['delegate']}, {data['runtime']['threads']} thread(s), "
-          f"{data['input_size'][0]}x{data['input_size'][1]} x{data['scale']})")
+          f"{data['input_size'][0]}x{data['input_size'][1]} x{data['scale']}, {data['clock']} clock)")
+    if data.get("calibration"):
+        print(format_calibration(data["calibration"]))
+
+
+def cmd_lut_calibrate(args):
+    from ..profile.lut import format_calibration, save_lut
+    from ..profile.predict import calibrate
+
+    data = calibrate(args.profile, networks=args.networks, seed=args.seed, runs=args.runs, warmup=args.warmup,
+                     rounds=args.rounds, cache_dir=args.cache_dir, benchmark_binary=args.benchmark_binary,
+                     progress=None if args.quiet else print)
+    out = save_lut(data, args.output or args.profile)
+    print(f"wrote {out}")
+    print(format_calibration(data["calibration"]))
 
 
 def _genotype_of(spec: str):
-    """``(genotype, scale or None, what)`` for a genotype text, a checkpoint or a registry name."""
+    """``(genotype, scale or None, n_feats or None, what)`` for a genotype text, a checkpoint or a registry name."""
     from ..checkpoint import load_model
     from ..genotype import Genotype
     from ..models import create_model, list_models
@@ -235,32 +321,43 @@ def _genotype_of(spec: str):
         model = create_model(spec)
     if model is None:
         try:
-            return Genotype.parse(spec), None, "genotype"
+            return Genotype.parse(spec), None, None, "genotype"
         except ValueError as e:
             raise ValueError(f"{spec!r} is neither a checkpoint, a registry model nor a genotype ({e})") from None
     genotype = getattr(model, "genotype", None)
     if genotype is None:
         raise ValueError(f"{spec}: not a TPSR-family network (it has no genotype)")
-    return genotype, getattr(model, "scale", None), spec
+    return genotype, getattr(model, "scale", None), getattr(model, "n_feats", None), spec
 
 
 def cmd_lut_predict(args):
     from ..profile.predict import load_table
 
-    genotype, scale, what = _genotype_of(args.model)
+    genotype, scale, n_feats, what = _genotype_of(args.model)
+    if args.scale is not None and scale is not None and args.scale != scale:
+        raise ValueError(f"{what} is a x{scale} network, not --scale {args.scale}")
+    if args.n_feats is not None and n_feats is not None and args.n_feats != n_feats:
+        raise ValueError(f"{what} has {n_feats}-channel cells, not --n-feats {args.n_feats}")
+    scale = scale if scale is not None else args.scale
+    n_feats = n_feats if n_feats is not None else args.n_feats
     table = load_table(args.profile)
-    table.check_size(scale=scale)
+    table.check(parse_size(args.input_size) if args.input_size else None, scale, n_feats)
     rows = table.breakdown(genotype)
     total = table.predict(genotype)
+    cal = ({"op_scale": table.op_scale, "network_ms": table.network_ms} if table.calibrated else None)
     if args.json:
         print(json.dumps({"model": args.model, "genotype": str(genotype), "profile": args.profile,
-                          "input_size": [table.h, table.w], "scale": table.scale, "predicted_ms": total,
-                          "terms": [{"what": a, "key": k, "ms": ms} for a, k, ms in rows]}, indent=2))
+                          "input_size": [table.h, table.w], "scale": table.scale, "n_feats": table.n,
+                          "predicted_ms": total, "uncalibrated_ms": table.predict_uncalibrated(genotype),
+                          "calibration": cal, "terms": [{"what": a, "key": k, "ms": ms} for a, k, ms in rows]},
+                         indent=2))
         return
     rt = table.data.get("runtime", {})
     print(f"{what}: {genotype}")
     print(f"profile {args.profile} ({table.data.get('device', {}).get('cpu') or table.device}, {rt.get('name')} "
-          f"{rt.get('delegate')}, {table.threads} thread(s), {table.h}x{table.w} x{table.scale})")
+          f"{rt.get('delegate')}, {table.threads} thread(s), {table.h}x{table.w} x{table.scale}, n_feats {table.n})")
+    if cal:
+        print(f"calibrated: node and leaf-sum entries x{table.op_scale:.4f}, {table.network_ms:+.3f} ms per network")
     width = max(len(a) for a, _, _ in rows)
     for a, key, ms in rows:
         print(f"  {a:<{width}}  {key:<30} {ms:9.3f} ms")

@@ -78,14 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=commands.cmd_export)
 
-    s = sub.add_parser("bench", help="time a model across runtimes and thread counts (medians, ratios, % of peak)")
+    s = sub.add_parser("bench", help="time a model across runtimes and thread counts (medians, ratios, %% of peak), "
+                       "or the whole of tinysr upscale (--upscale)")
     s.add_argument("--model", default="tpsr_x4")
     s.add_argument("--input-size", default="180x320")
-    s.add_argument("--threads", default="1,2", help="comma-separated thread counts")
-    s.add_argument("--rounds", type=int, default=10)
+    s.add_argument("--threads", help="comma-separated thread counts (default 1,2; --upscale: one count, "
+                   "default the runtime's)")
+    s.add_argument("--rounds", type=int, help="timed rounds (default 10; --upscale: 5)")
     s.add_argument("--runtimes", default="torch,litert-plain-fp32,litert-mobile-fp32,litert-mobile-int8,"
                    "onnxruntime-fp32,onnxruntime-int8")
     s.add_argument("--calib", help="int8 calibration images")
+    s.add_argument("--upscale", metavar="WxH", help="instead: time tinysr upscale of a WxH photo (e.g. 1000x750): "
+                   "model compute alone, to PNG (now and with the former encoder), to JPEG; PNG sizes")
+    s.add_argument("--image", help="--upscale: the photo, scaled by bicubic to WxH (default the bundled sample photo)")
     s.add_argument("--json", help="also write the results here")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=commands.cmd_bench)
@@ -108,9 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-per-op", action="store_true", help="LiteRT on the host: whole-model timings only (skip the single-op models)")
     s.set_defaults(func=commands.cmd_profile)
 
-    s = sub.add_parser("lut", help="device latency tables of the search space: build, predict, validate")
+    s = sub.add_parser("lut", help="device latency tables of the search space: build, calibrate, predict, validate")
     lut = s.add_subparsers(dest="lut_command", required=True)
-    b = lut.add_parser("build", help="measure every candidate op and the skeleton parts -> profiles/NAME.json")
+    b = lut.add_parser("build", help="measure every candidate op and the skeleton parts, then calibrate -> profiles/NAME.json")
     b.add_argument("--device", default="host", help="host (default) or adb[:SERIAL]")
     b.add_argument("--runtime", default="litert", choices=["litert"])
     b.add_argument("--space", default="tpsr", choices=["tpsr"])
@@ -123,12 +128,33 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=int, default=5, help="interleaved rounds the runs are split over (default 5)")
     b.add_argument("--benchmark-binary", help="Android benchmark_model executable for --device adb")
     b.add_argument("--cache-dir", help="keep / reuse the converted part models here")
+    b.add_argument("--calibration-networks", type=int, default=8,
+                   help="whole networks timed with the entries to calibrate the table (default 8; 0: none)")
+    b.add_argument("--calibration-seed", type=int, default=0, help="seed of the calibration networks' own stream")
+    b.add_argument("--clock", choices=["wall", "thread-cpu"], default="wall",
+                   help="wall (default) or thread-cpu: CPU time of the invoking thread (host, 1 thread; leaves out "
+                   "waiting for a core on a busy machine); calibration and validation use the table's clock")
     b.add_argument("-o", "--output", help="default profiles/host-<cpu>-litert-<threads>t.json")
     b.add_argument("-q", "--quiet", action="store_true")
     b.set_defaults(func=commands.cmd_lut_build)
+    c = lut.add_parser("calibrate", help="(re)calibrate an existing table on a few whole networks measured here")
+    c.add_argument("--profile", required=True, help="latency table JSON, rewritten in place unless -o")
+    c.add_argument("--networks", type=int, default=8, help="networks to measure: the TPSR cell + random ones (default 8)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the calibration networks' own stream")
+    c.add_argument("--warmup", type=int, default=5)
+    c.add_argument("--runs", type=int, default=30, help="timed runs per network (default 30)")
+    c.add_argument("--rounds", type=int, default=5, help="interleaved rounds the runs are split over (default 5)")
+    c.add_argument("--benchmark-binary", help="Android benchmark_model executable (adb profiles)")
+    c.add_argument("--cache-dir", help="keep / reuse the converted networks here")
+    c.add_argument("-o", "--output", help="write the calibrated table here instead")
+    c.add_argument("-q", "--quiet", action="store_true")
+    c.set_defaults(func=commands.cmd_lut_calibrate)
     pr = lut.add_parser("predict", help="predicted latency of a genotype, checkpoint or registry model, with the per-node breakdown")
     pr.add_argument("model", help="genotype text ('conv3@in dsep5@0 ...'), TPSR-family checkpoint or registry name")
     pr.add_argument("--profile", required=True, help="latency table JSON (profiles/NAME.json)")
+    pr.add_argument("--input-size", help="LR input HxW of the network (checked against the table's; default the table's)")
+    pr.add_argument("--scale", type=int, help="the network's scale (checked; a checkpoint or registry model has its own)")
+    pr.add_argument("--n-feats", type=int, help="the cell's channel width (checked; a checkpoint or registry model has its own)")
     pr.add_argument("--json", action="store_true", help="machine-readable output")
     pr.set_defaults(func=commands.cmd_lut_predict)
     v = lut.add_parser("validate", help="predicted vs measured latency of random genotypes of the search space")
@@ -152,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+MODEL_COMMANDS = ("upscale", "eval", "train", "export", "bench")  # their --model: registry name or model file
+
+
 def _one_line_warning(message, category, filename, lineno, line=None):
     return f"tinysr: warning: {message}\n"
 
@@ -163,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in MODEL_COMMANDS and args.model is not None:
+            args.model = commands.model_spec(args.model)
         return args.func(args) or 0
     except KeyboardInterrupt:
         print("tinysr: interrupted", file=sys.stderr)

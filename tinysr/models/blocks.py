@@ -6,6 +6,8 @@ import math
 import torch
 from torch import nn
 
+from ..ops import conv_macs, elementwise
+
 # DIV2K RGB mean, used by EDSR-style networks (and the published TPSR).
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 
@@ -21,6 +23,11 @@ class MeanShift(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.rgb_range = float(rgb_range)
         self.inverse = inverse
+
+    @staticmethod
+    def mult_adds(h: int, w: int, channels: int = 3) -> float:
+        """Mult-Adds on an h x w map: one subtraction and one scaling (or scaling and addition) per element."""
+        return elementwise(channels * h * w, 2)
 
     def forward(self, x):
         if self.inverse:
@@ -39,6 +46,11 @@ class SubPixelUp(nn.Module):
 
     def forward(self, x):
         return self.act(self.shuffle(self.conv(x)))
+
+    @staticmethod
+    def mult_adds(cin: int, cout: int, h: int, w: int) -> float:
+        """Mult-Adds on an h x w input without the optional activation (the pixel shuffle moves data only)."""
+        return conv_macs(cin, cout * 4, 3, h, w)
 
 
 def num_x2_steps(scale: int) -> int:

@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .blocks import num_x2_steps
-from .registry import register_model
+from .registry import register_family, register_model
 
 
 def conv3(cin: int, cout: int) -> nn.Module:
@@ -60,6 +60,7 @@ class RRDB(nn.Module):
         return x + 0.2 * self.dense(x)
 
 
+@register_family
 class RRDBNet(nn.Module):
     """ESRGAN generator; input and output RGB in [0, 1]. Nearest x2 upsampling + conv per step."""
 

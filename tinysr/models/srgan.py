@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from .blocks import SubPixelUp, num_x2_steps
-from .registry import register_model
+from .registry import register_family, register_model
 
 
 class ResidualBlock(nn.Module):
@@ -17,6 +17,7 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+@register_family
 class SRResNet(nn.Module):
     """Input and output RGB in [0, 1]."""
 

@@ -18,11 +18,13 @@ profile's notes say so and compare the sum of the per-op medians with the whole-
 (single-op models see warm caches and pay one invoke each; the whole model may fuse across
 operators).
 
-Whole-model timings (both runtimes) are measured in Python with ``time.perf_counter``: ``init_ms``
-(session / Interpreter construction + ``allocate_tensors``), ``first_inference_ms``,
-``warmup_avg_ms`` (the ``warmup`` runs after the first), then ``median_ms``, ``p90_ms`` and
-``avg_ms`` of ``runs`` steady-state runs. Inputs are random (uniform [0, 1) floats, or random
-integers for integer inputs); dynamic dimensions are set from ``input_size`` (batch 1).
+Whole-model timings (both runtimes) are measured in Python with ``time.perf_counter`` by one
+engine, :func:`time_calls` (any zero-argument callables, timed in interleaved rounds; the latency
+tables and their validation use it too): ``init_ms`` (session / Interpreter construction +
+``allocate_tensors``), ``first_inference_ms``, ``warmup_avg_ms`` (the ``warmup`` runs after the
+first), then ``median_ms``, ``p90_ms`` and ``avg_ms`` of ``runs`` steady-state runs. Inputs are
+random (uniform [0, 1) floats, or random integers for integer inputs); dynamic dimensions are set
+from ``input_size`` (batch 1).
 """
 from __future__ import annotations
 
@@ -78,12 +80,16 @@ def host_device_info(threads: int | None = None) -> dict:
 # ------------------------------------------------------------------------------ timing
 @dataclass
 class Timing:
-    """Whole-model timings of one session / interpreter, milliseconds."""
+    """Timings of one callable (session / interpreter), milliseconds.
 
-    init_ms: float
+    ``first_ms``: the first call; ``warmup_ms``: the warm-up calls after it; ``times_ms``: the
+    timed steady-state calls; ``init_ms``: building the session / interpreter, when timed.
+    """
+
     first_ms: float
     warmup_ms: list = field(default_factory=list)
     times_ms: list = field(default_factory=list)
+    init_ms: float | None = None
 
     @property
     def median_ms(self) -> float:
@@ -100,7 +106,60 @@ class Timing:
                 "runs": len(self.times_ms)}
 
 
-def _random_input(shape, dtype, rng: np.random.Generator) -> np.ndarray:
+#: Clocks the engine can time with: wall time, or the CPU time of the calling thread. Thread CPU
+#: time leaves out the time the thread waits for a core (other processes on a busy machine); it is
+#: the whole cost only when the work runs in the calling thread (LiteRT with 1 thread).
+CLOCKS = {"wall": time.perf_counter, "thread-cpu": time.thread_time}
+
+
+def _ms(fn, clock) -> float:
+    t = clock()
+    fn()
+    return (clock() - t) * 1e3
+
+
+def clock_for(name: str, threads: int = 1):
+    """The clock function of ``name`` (see :data:`CLOCKS`); ``thread-cpu`` needs ``threads == 1``."""
+    if name not in CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, not {name!r}")
+    if name == "thread-cpu" and int(threads) != 1:
+        raise ValueError("the thread-cpu clock times one thread: use it with threads=1 (or the wall clock)")
+    return CLOCKS[name]
+
+
+def time_calls(calls, runs: int = 50, warmup: int = 5, rounds: int = 1, settle: bool = True,
+               clock=time.perf_counter) -> list:
+    """Time zero-argument callables in interleaved rounds: one :class:`Timing` per callable.
+
+    The timing engine of every host measurement (whole models, single-op models, latency-table
+    entries, validation networks). First each callable is called once (``first_ms``) and
+    ``warmup`` more times (``warmup_ms``). Then ``rounds`` rounds call every callable in turn: one
+    untimed call when other callables ran since its last call (``settle``: their data left the
+    caches cold), then its share of the ``runs`` timed calls (split as evenly as possible over the
+    rounds; ``runs`` in all). A passing disturbance on a shared machine thus spreads over all
+    callables instead of skewing a few, and each one's median ignores it. ``clock``: a function
+    returning seconds (wall time by default; see :data:`CLOCKS`). A round robin of one timed call
+    per callable and round (``tinysr bench``) is ``runs=rounds, rounds=rounds, settle=False``.
+    """
+    calls = list(calls)
+    runs = max(int(runs), 1)
+    rounds = max(min(int(rounds), runs), 1)
+    per_round = [runs // rounds + (r < runs % rounds) for r in range(rounds)]
+    settle = settle and len(calls) > 1
+    timings = []
+    for fn in calls:
+        first = _ms(fn, clock)
+        timings.append(Timing(first, [_ms(fn, clock) for _ in range(max(int(warmup), 0))]))
+    for n in per_round:
+        for fn, timing in zip(calls, timings):
+            if settle:
+                fn()
+            timing.times_ms.extend(_ms(fn, clock) for _ in range(n))
+    return timings
+
+
+def random_input(shape, dtype, rng: np.random.Generator) -> np.ndarray:
+    """A random input: uniform [0, 1) floats, integers in the int8 range, or booleans."""
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
         return rng.random(shape, dtype=np.float32).astype(dtype)
@@ -112,24 +171,8 @@ def _random_input(shape, dtype, rng: np.random.Generator) -> np.ndarray:
     raise ValueError(f"cannot make a random input of type {dtype}")
 
 
-def _time_calls(fn, warmup: int, runs: int) -> tuple:
-    t = time.perf_counter()
-    fn()
-    first = (time.perf_counter() - t) * 1e3
-    warm = []
-    for _ in range(max(int(warmup), 0)):
-        t = time.perf_counter()
-        fn()
-        warm.append((time.perf_counter() - t) * 1e3)
-    times = []
-    for _ in range(max(int(runs), 1)):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return first, warm, times
-
-
-def _check_runtime_args(runtime: str, delegate: str | None, threads: int) -> str:
+def check_runtime_args(runtime: str, delegate: str | None, threads: int) -> str:
+    """Validate a host runtime configuration; returns the delegate (its default when None)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     if int(threads) < 1:
@@ -158,18 +201,34 @@ def litert_interpreter(model, threads: int = 1, delegate: str = "xnnpack"):
     return Interpreter(num_threads=int(threads), experimental_op_resolver_type=resolver, **kw)
 
 
+def time_litert_models(models, threads: int = 1, delegate: str = "xnnpack", warmup: int = 5, runs: int = 50,
+                       rounds: int = 1, seed: int = 0, clock: str = "wall") -> list:
+    """Whole-model timings of several .tflite (paths or bytes), interleaved (:func:`time_calls`).
+
+    Every Interpreter is built, allocated (``init_ms``, wall time) and given random inputs first.
+    ``clock``: ``wall`` or ``thread-cpu`` (:data:`CLOCKS`).
+    """
+    clock_fn = clock_for(clock, threads)
+    rng = np.random.default_rng(seed)
+    invokes, inits = [], []
+    for model in models:
+        t = time.perf_counter()
+        interp = litert_interpreter(model, threads, delegate)
+        interp.allocate_tensors()
+        inits.append((time.perf_counter() - t) * 1e3)
+        for d in interp.get_input_details():
+            interp.set_tensor(d["index"], random_input(tuple(d["shape"]), d["dtype"], rng))
+        invokes.append(interp.invoke)
+    timings = time_calls(invokes, runs, warmup, rounds, clock=clock_fn)
+    for timing, init in zip(timings, inits):
+        timing.init_ms = init
+    return timings
+
+
 def time_litert(model, threads: int = 1, delegate: str = "xnnpack", warmup: int = 5, runs: int = 50,
                 seed: int = 0) -> Timing:
     """Whole-model timings of a .tflite (path or bytes) in the LiteRT Interpreter."""
-    rng = np.random.default_rng(seed)
-    t = time.perf_counter()
-    interp = litert_interpreter(model, threads, delegate)
-    interp.allocate_tensors()
-    init = (time.perf_counter() - t) * 1e3
-    for d in interp.get_input_details():
-        interp.set_tensor(d["index"], _random_input(tuple(d["shape"]), d["dtype"], rng))
-    first, warm, times = _time_calls(interp.invoke, warmup, runs)
-    return Timing(init, first, warm, times)
+    return time_litert_models([model], threads, delegate, warmup, runs, 1, seed)[0]
 
 
 def _ort_session(path, threads: int, profile_prefix: str | None = None):
@@ -209,7 +268,7 @@ def _ort_feeds(session, input_size, rng) -> dict:
         dtype = _ORT_TYPES.get(inp.type)
         if dtype is None:
             raise ValueError(f"input {inp.name!r}: unsupported type {inp.type}")
-        feeds[inp.name] = _random_input(tuple(shape), dtype, rng)
+        feeds[inp.name] = random_input(tuple(shape), dtype, rng)
     return feeds
 
 
@@ -220,8 +279,9 @@ def time_onnxruntime(path, threads: int = 1, warmup: int = 5, runs: int = 50, in
     sess = _ort_session(path, threads)
     init = (time.perf_counter() - t) * 1e3
     feeds = _ort_feeds(sess, input_size, rng)
-    first, warm, times = _time_calls(lambda: sess.run(None, feeds), warmup, runs)
-    return Timing(init, first, warm, times)
+    timing = time_calls([lambda: sess.run(None, feeds)], runs, warmup)[0]
+    timing.init_ms = init
+    return timing
 
 
 # ----------------------------------------------------------------------- ONNX Runtime
@@ -285,11 +345,11 @@ def profile_onnxruntime(path, threads: int = 1, warmup: int = 5, runs: int = 50,
         sess = _ort_session(path, threads, profile_prefix=str(Path(tmp) / "ort"))
         init = (time.perf_counter() - t) * 1e3
         feeds = _ort_feeds(sess, input_size, rng)
-        first, warm, times = _time_calls(lambda: sess.run(None, feeds), warmup, runs)
+        timing = time_calls([lambda: sess.run(None, feeds)], runs, warmup)[0]
+        timing.init_ms = init
         trace = sess.end_profiling()
         events = json.loads(Path(trace).read_text())
-    timing = Timing(init, first, warm, times)
-    n_runs = len(times)
+    n_runs = len(timing.times_ms)
     rows = parse_ort_trace(events, runs=n_runs)
     ops = _with_percentages([OpRecord(type=op, name=name, output_shape=shape, avg_ms=ms)
                              for name, op, shape, ms, _ in rows])
@@ -318,15 +378,20 @@ def profile_onnxruntime(path, threads: int = 1, warmup: int = 5, runs: int = 50,
 
 # ------------------------------------------------------------------------------ LiteRT
 def profile_litert(path, threads: int = 1, delegate: str = "xnnpack", warmup: int = 5, runs: int = 50,
-                   per_op: bool = True, seed: int = 0) -> Profile:
-    """Whole-model timings of a .tflite in the Interpreter, and per-op times from single-op models."""
+                   per_op: bool = True, seed: int = 0, rounds: int = 1) -> Profile:
+    """Whole-model timings of a .tflite in the Interpreter, and per-op times from single-op models.
+
+    The whole model and its single-op models are timed together (:func:`time_litert_models`,
+    ``rounds`` interleaved rounds).
+    """
     path = Path(path)
     raw = path.read_bytes()
-    timing = time_litert(raw, threads, delegate, warmup, runs, seed)
+    rows = op_rows(raw) if per_op else []
+    timing, *op_timings = time_litert_models([raw] + [slice_op(raw, i) for i in range(len(rows))], threads,
+                                             delegate, warmup, runs, rounds, seed)
     ops, notes = [], []
     if per_op:
-        for i, (typ, name, shape) in enumerate(op_rows(raw)):
-            t = time_litert(slice_op(raw, i), threads, delegate, warmup, runs, seed)
+        for (typ, name, shape), t in zip(rows, op_timings):
             ops.append(OpRecord(type=typ, name=name, output_shape=shape, avg_ms=t.median_ms))
         _with_percentages(ops)
         total = sum(op.per_run_ms for op in ops)
@@ -341,7 +406,7 @@ def profile_litert(path, threads: int = 1, delegate: str = "xnnpack", warmup: in
     from importlib import metadata
 
     runtime = {"name": "litert", "version": metadata.version("ai-edge-litert"), "threads": int(threads),
-               "delegate": delegate, "warmup_runs": int(warmup), "num_runs": int(runs),
+               "delegate": delegate, "warmup_runs": int(warmup), "num_runs": int(runs), "rounds": int(rounds),
                "per_op_method": "single-op models" if per_op else None}
     return Profile(model=str(path), device=host_device_info(threads), runtime=runtime, ops=ops,
                    summary=summary, notes=notes)
@@ -359,15 +424,19 @@ def runtime_for(path, runtime: str | None = None) -> str:
 
 
 def profile_host(model_path, runtime: str | None = None, threads: int = 1, delegate: str | None = None,
-                 warmup: int = 5, runs: int = 50, input_size=None, per_op: bool = True, save=None) -> Profile:
-    """Profile a .tflite (LiteRT) or .onnx (ONNX Runtime) model on this machine; optionally save the JSON."""
+                 warmup: int = 5, runs: int = 50, input_size=None, per_op: bool = True, save=None,
+                 rounds: int = 1) -> Profile:
+    """Profile a .tflite (LiteRT) or .onnx (ONNX Runtime) model on this machine; optionally save the JSON.
+
+    ``rounds``: LiteRT, the whole model and its single-op models are timed in that many interleaved rounds.
+    """
     model_path = Path(model_path)
     if not model_path.is_file():
         raise FileNotFoundError(f"model not found: {model_path}")
     runtime = runtime_for(model_path, runtime)
-    delegate = _check_runtime_args(runtime, delegate, threads)
+    delegate = check_runtime_args(runtime, delegate, threads)
     if runtime == "litert":
-        profile = profile_litert(model_path, threads, delegate, warmup, runs, per_op)
+        profile = profile_litert(model_path, threads, delegate, warmup, runs, per_op, rounds=rounds)
     else:
         profile = profile_onnxruntime(model_path, threads, warmup, runs, input_size)
     if save:

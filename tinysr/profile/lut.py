@@ -2,17 +2,30 @@
 
 A table holds, for one device / runtime / thread count and one input size and scale, the measured
 latency of every candidate operation of the cell (each followed by its PReLU, as in a cell node)
-at the cell's feature-map size, of the fixed skeleton parts around the cell, and a fixed
-per-model overhead. :func:`tinysr.profile.predict.predict_latency` adds up the entries of a
-genotype. The JSON format is documented in ``profiles/README.md``.
+at the cell's feature-map size, of the fixed skeleton parts around the cell, a fixed per-model
+overhead and, once calibrated, two terms fitted to whole networks measured on the device.
+:class:`LatencyTable` adds up the entries of a genotype. The JSON format is documented in
+``profiles/README.md``.
 
+The parts and their keys come from the model code: the cell operations from
+:data:`tinysr.ops.OPS` (built as :class:`tinysr.genotype.CellNode`), the skeleton from
+:func:`tinysr.models.tpsr.skeleton_parts` (built with the constructors :class:`CellSR` uses).
 Each entry is measured as its own small model: the PyTorch module is converted with
 :func:`~tinysr.export.tflite_convert.convert_tflite` (``mode="mobile"``, NHWC, the same graph
 ``tinysr export`` writes) and timed whole (``warmup`` runs, then the median and 90th percentile
-of ``runs`` runs). The leaf-sum ADD cannot be a one-input model, so it is cut out of a converted
-two-branch graph (:func:`tinysr.export.flatbuffer.slice_op`). The overhead is what a whole network
-costs beyond its parts: the measured median of the smallest network of the space (the skeleton
-around the cell ``identity@in``) minus the sum of its table entries.
+of ``runs`` runs). A part that is one operator of a larger graph (the leaf-sum ADD, which has two
+inputs) is cut out of it (:func:`tinysr.export.flatbuffer.slice_op`). The overhead is what a whole
+network costs beyond its parts: the measured median of the smallest network of the space (the
+skeleton around the cell ``identity@in``) minus the sum of its table entries.
+
+**Calibration** (:func:`fit_calibration`): a few whole networks of the space
+(:func:`calibration_genotypes`), timed in the same interleaved rounds as the entries by
+:func:`build_lut` (or later, for an existing table, by :func:`tinysr.profile.predict.calibrate`),
+and two terms fitted so that
+``measured ~= overhead + skeleton + op_scale * cell + network_ms``, where ``cell`` is the sum of
+the genotype's node entries and leaf-sum ADDs. ``op_scale`` is how much slower (> 1) or faster an
+operation runs inside a network than alone (caches, memory traffic between operators),
+``network_ms`` a per-network constant.
 """
 from __future__ import annotations
 
@@ -23,96 +36,62 @@ import statistics
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from tinysr.genotype import CellNode, Genotype
 from tinysr.ops import OP_NAMES, OPS
 
-FORMAT = "tinysr.lut/1"
+FORMAT = "tinysr.lut/2"
+#: Table formats this module reads: /1 has no ``calibration`` (op_scale 1, network_ms 0).
+READABLE_FORMATS = ("tinysr.lut/1", FORMAT)
 #: Search spaces a table can be built for: cell width, nodes per cell and candidate ops.
 SPACES = {"tpsr": {"n_feats": 16, "num_nodes": 10, "ops": OP_NAMES}}
 OVERHEAD_REFERENCE = "identity@in"
+CALIBRATION_MODEL = "predicted = overhead + skeleton + op_scale * (node entries + leaf-sum ADDs) + network_ms"
 
 
-# ------------------------------------------------------------------------------------- keys
+# ------------------------------------------------------------------------------- parts
 def op_key(op: str, n: int, h: int, w: int) -> str:
     """Table key of a cell operation (+ its PReLU): ``OPS[op].latency_key(n, h, w)``."""
     return OPS[op].latency_key(n, h, w)
 
 
-def head_key(n: int, h: int, w: int) -> str:
-    return f"skeleton.head_c3_n{n}_{h}x{w}"
+def skeleton_parts(n: int, h: int, w: int, scale: int) -> list:
+    """The skeleton parts of a table (:func:`tinysr.models.tpsr.skeleton_parts`)."""
+    from tinysr.models.tpsr import skeleton_parts as parts
 
-
-def cell_act_key(n: int, h: int, w: int) -> str:
-    return f"skeleton.prelu_n{n}_{h}x{w}"
-
-
-def add_key(n: int, h: int, w: int) -> str:
-    return f"skeleton.add_n{n}_{h}x{w}"
-
-
-def up_key(cin: int, h: int, w: int) -> str:
-    return f"skeleton.up_c{cin}_{h}x{w}"
-
-
-def add_mean_key(h: int, w: int) -> str:
-    return f"skeleton.addmean_c3_{h}x{w}"
+    return parts(scale, n, (h, w))
 
 
 def skeleton_layout(n: int, h: int, w: int, scale: int) -> dict:
-    """Keys of the fixed parts of a ``scale`` network on an ``h x w`` input."""
-    from tinysr.models.blocks import num_x2_steps
-
-    ups, ch, hh, ww = [], n, h, w
-    for _ in range(num_x2_steps(scale)):
-        ups.append(up_key(ch, hh, ww))
-        ch, hh, ww = 3, hh * 2, ww * 2
-    return {"head": head_key(n, h, w), "cell_act": cell_act_key(n, h, w), "up": ups,
-            "add_mean": add_mean_key(h * scale, w * scale), "leaf_add": add_key(n, h, w)}
-
-
-# --------------------------------------------------------------------------- part modules
-class _TwoBranchAdd(nn.Module):
-    """Two PReLU branches summed: the graph the leaf-sum ADD is cut out of."""
-
-    def __init__(self):
-        super().__init__()
-        self.a, self.b = nn.PReLU(), nn.PReLU(init=0.5)
-
-    def forward(self, x):
-        return self.a(x) + self.b(x)
+    """The table's ``skeleton`` record: which entries are the fixed parts of a ``scale`` network."""
+    lay = {"head": None, "cell_act": None, "up": [], "add_mean": None, "leaf_add": None}
+    for p in skeleton_parts(n, h, w, scale):
+        if p.name.startswith("up"):
+            lay["up"].append(p.key)
+        else:
+            lay[p.name] = p.key
+    return lay
 
 
-def part_modules(space: str, input_size, scale: int) -> list:
-    """``[(key, what, module, channels, (h, w), kind)]``: every table entry's model to convert.
+def table_parts(space: str, input_size, scale: int) -> list:
+    """``[(key, what, make, channels, (h, w), op)]``: every table entry's model to convert.
 
-    ``kind`` is ``"model"`` (time the converted model) or ``"slice:ADD"`` (time the ADD operator
-    cut out of it).
+    ``make()`` builds the module; ``op``: time only that operator of its converted graph (None:
+    the whole converted model).
     """
-    from tinysr.models.blocks import MeanShift, SubPixelUp
-
     spec = SPACES[space]
     n = spec["n_feats"]
-    h, w = input_size
-    parts = []
-    for op in spec["ops"]:
-        parts.append((op_key(op, n, h, w), f"{op} + PReLU, {n} ch", CellNode(op, n), n, (h, w), "model"))
-    lay = skeleton_layout(n, h, w, scale)
-    parts.append((lay["head"], f"mean shift + head conv3 3->{n}", nn.Sequential(MeanShift(), nn.Conv2d(3, n, 3, padding=1)),
-                  3, (h, w), "model"))
-    parts.append((lay["leaf_add"], f"leaf-sum ADD, {n} ch (one per extra leaf)", _TwoBranchAdd(), n, (h, w), "slice:ADD"))
-    parts.append((lay["cell_act"], f"cell-output PReLU, {n} ch", nn.PReLU(), n, (h, w), "model"))
-    ch, hh, ww = n, h, w
-    for key in lay["up"]:
-        parts.append((key, f"x2 sub-pixel block: conv3 {ch}->12 + DEPTH_TO_SPACE", SubPixelUp(ch, 3), ch, (hh, ww),
-                      "model"))
-        ch, hh, ww = 3, hh * 2, ww * 2
-    parts.append((lay["add_mean"], "inverse mean shift", MeanShift(inverse=True), 3, (h * scale, w * scale), "model"))
+    h, w = (int(v) for v in input_size)
+    parts = [(op_key(op, n, h, w), f"{op} + PReLU, {n} ch", lambda op=op: CellNode(op, n), n, (h, w), None)
+             for op in spec["ops"]]
+    parts += [(p.key, p.what, p.make, p.channels, p.size, p.op) for p in skeleton_parts(n, h, w, scale)]
     return parts
 
 
+# -------------------------------------------------------------------------- converting
 @contextlib.contextmanager
 def quiet_fds(enabled: bool = True):
     """Silence file descriptors 1 and 2 (the converter's C++ and progress chatter)."""
@@ -144,34 +123,55 @@ def quiet_fds(enabled: bool = True):
             os.close(fd)
 
 
-def convert_part(module: nn.Module, channels: int, size, kind: str = "model", quiet: bool = True) -> bytes:
-    """The .tflite of one table entry (see :func:`part_modules`)."""
-    from tinysr.export.tflite_convert import convert_tflite
+def convert_part(module: nn.Module, channels: int, size, op: str | None = None, quiet: bool = True) -> bytes:
+    """The .tflite of one table entry (see :func:`table_parts`): the whole module, or its one ``op``."""
     from tinysr.export.flatbuffer import op_rows, slice_op
+    from tinysr.export.tflite_convert import convert_tflite
 
     with torch.no_grad(), quiet_fds(quiet):
         flat = convert_tflite(module.eval(), tuple(size), mode="mobile", channels=channels)
-    if kind.startswith("slice:"):
-        want = kind.split(":", 1)[1]
-        idx = [i for i, (t, _, _) in enumerate(op_rows(flat)) if t == want]
+    if op:
+        idx = [i for i, (t, _, _) in enumerate(op_rows(flat)) if t == op]
         if len(idx) != 1:
-            raise RuntimeError(f"expected one {want} operator to cut out, found {len(idx)}")
+            raise RuntimeError(f"expected one {op} operator to cut out, found {len(idx)}")
         flat = slice_op(flat, idx[0])
     return flat
 
 
+def convert_network(model: nn.Module, size, quiet: bool = True) -> bytes:
+    """The .tflite of a whole network (RGB input of ``size``), as ``tinysr export`` converts it."""
+    from tinysr.export.tflite_convert import convert_tflite
+
+    with torch.no_grad(), quiet_fds(quiet):
+        return convert_tflite(model.eval(), tuple(size), mode="mobile")
+
+
+def convert_genotype(genotype: Genotype, scale: int, n_feats: int, size, cache_dir=None) -> bytes:
+    """The .tflite of ``CellSR(genotype, scale, n_feats)`` on a ``size`` input (random weights), cached."""
+    import hashlib
+
+    from tinysr.models.tpsr import CellSR
+
+    def make():
+        torch.manual_seed(0)
+        return convert_network(CellSR(genotype, scale, n_feats), size)
+
+    h, w = size
+    digest = hashlib.sha1(str(genotype).encode()).hexdigest()[:12]
+    return convert_cached(make, cache_dir, f"net_{digest}_n{n_feats}_x{scale}_{h}x{w}.tflite")
+
+
 def convert_cached(make, cache_dir, name: str) -> bytes:
     """``make()`` -> bytes, kept as ``cache_dir/name`` when ``cache_dir`` is given (reused if present)."""
+    from tinysr.profile.record import write_bytes_atomic
+
     if cache_dir is None:
         return make()
     path = Path(cache_dir) / name
     if path.is_file():
         return path.read_bytes()
     flat = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(flat)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, flat)
     return flat
 
 
@@ -193,7 +193,7 @@ class Timer:
     """Times .tflite flatbuffers on one device / runtime configuration: ``(median_ms, p90_ms, runs)``."""
 
     def __init__(self, device: str = "host", runtime: str = "litert", threads: int = 1, delegate: str | None = None,
-                 warmup: int = 5, runs: int = 30, benchmark_binary=None):
+                 warmup: int = 5, runs: int = 30, benchmark_binary=None, clock: str = "wall"):
         self.kind, self.serial = parse_device(device)
         if isinstance(self.serial, list):
             raise ValueError("a latency table or measurement is for one device: give a single serial")
@@ -202,9 +202,13 @@ class Timer:
         self.device, self.runtime, self.threads = device, runtime, int(threads)
         self.delegate = delegate or ("xnnpack" if self.kind == "host" else "cpu")
         if self.kind == "host":
-            from tinysr.profile.host import _check_runtime_args
+            from tinysr.profile.host import check_runtime_args, clock_for
 
-            _check_runtime_args(runtime, self.delegate, self.threads)
+            check_runtime_args(runtime, self.delegate, self.threads)
+            clock_for(clock, self.threads)
+        elif clock != "wall":
+            raise ValueError(f"benchmark_model over adb times wall-clock latency only (not the {clock} clock)")
+        self.clock = clock
         self.warmup, self.runs, self.benchmark_binary = int(warmup), int(runs), benchmark_binary
 
     def __call__(self, flat: bytes) -> tuple:
@@ -213,44 +217,24 @@ class Timer:
     def measure(self, flats: list, rounds: int = 1) -> list:
         """``[(median_ms, p90_ms, runs)]`` for several models, timed in interleaved rounds.
 
-        Every model is loaded and warmed up first; then each of ``rounds`` rounds runs every model
-        in turn (one untimed run, then ``runs / rounds`` timed runs). A passing disturbance on a
-        shared machine thus spreads over all models instead of skewing a few, and the median of
-        each model's pooled runs ignores it.
+        On the host: :func:`tinysr.profile.host.time_litert_models` (every model loaded and
+        warmed up first, then ``rounds`` rounds over all of them, ``runs`` timed runs each in
+        all). Over adb: each round runs ``benchmark_model`` on every model in turn; a model's
+        time is the median of its per-round medians (no p90).
         """
         rounds = max(min(int(rounds), self.runs), 1)
-        per_round = max(1, -(-self.runs // rounds))
         if self.kind != "host":
+            per_round = max(1, -(-self.runs // rounds))
             meds = [[] for _ in flats]
             for _ in range(rounds):
                 for i, flat in enumerate(flats):
                     meds[i].append(self._adb_once(flat, per_round))
             return [(float(statistics.median(m)), None, per_round * rounds) for m in meds]
-        import time
+        from tinysr.profile.host import time_litert_models
 
-        import numpy as np
-
-        from tinysr.profile.host import _random_input, litert_interpreter
-
-        rng = np.random.default_rng(0)
-        sessions = []
-        for flat in flats:
-            interp = litert_interpreter(flat, self.threads, self.delegate)
-            interp.allocate_tensors()
-            for d in interp.get_input_details():
-                interp.set_tensor(d["index"], _random_input(tuple(d["shape"]), d["dtype"], rng))
-            for _ in range(max(self.warmup, 0)):
-                interp.invoke()
-            sessions.append(interp)
-        times = [[] for _ in flats]
-        for _ in range(rounds):
-            for interp, ts in zip(sessions, times):
-                interp.invoke()  # untimed: caches were someone else's
-                for _ in range(per_round):
-                    t = time.perf_counter()
-                    interp.invoke()
-                    ts.append((time.perf_counter() - t) * 1e3)
-        return [(float(statistics.median(ts)), float(np.percentile(ts, 90)), len(ts)) for ts in times]
+        timings = time_litert_models(flats, self.threads, self.delegate, self.warmup, self.runs, rounds,
+                                     clock=self.clock)
+        return [(t.median_ms, t.p90_ms, len(t.times_ms)) for t in timings]
 
     def _adb_once(self, flat: bytes, runs: int) -> float:
         from tinysr.profile.adb import profile_on_device
@@ -258,8 +242,10 @@ class Timer:
         with tempfile.TemporaryDirectory(prefix="tinysr-lut-") as d:
             path = Path(d) / "part.tflite"
             path.write_bytes(flat)
+            # one benchmark_model run with op profiling off: the profiler's overhead stays out of the table
             p = profile_on_device(path, serial=self.serial, benchmark_binary=self.benchmark_binary,
-                                  threads=self.threads, delegate=self.delegate, warmup=self.warmup, runs=runs)
+                                  threads=self.threads, delegate=self.delegate, warmup=self.warmup, runs=runs,
+                                  per_op=False)
         s = p.summary
         median = s.get("median_ms") if s.get("median_ms") is not None else s.get("avg_ms")
         if median is None:
@@ -286,45 +272,53 @@ class Timer:
 
 def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr", input_size=(180, 320),
               scale: int = 4, threads: int = 1, runs: int = 30, warmup: int = 5, delegate: str | None = None,
-              benchmark_binary=None, cache_dir=None, progress=None, rounds: int = 5) -> dict:
-    """Measure every entry of a latency table; returns the JSON-ready dict (see ``profiles/README.md``).
+              benchmark_binary=None, cache_dir=None, progress=None, rounds: int = 5, clock: str = "wall",
+              calibration_networks: int = 8, calibration_seed: int = 0) -> dict:
+    """Measure every entry of a latency table and calibrate it; the JSON-ready dict (``profiles/README.md``).
 
-    ``cache_dir``: keep the converted part models there and reuse them (conversion is
-    deterministic in structure; weights are random and do not change the latency).
-    ``progress``: ``callable(str)`` told about each entry. ``rounds``: the ``runs`` of every
-    entry are split over this many interleaved rounds (see :meth:`Timer.measure`).
+    ``calibration_networks``: whole networks (:func:`calibration_genotypes`) timed in the same
+    interleaved rounds as the entries, so that both see the same machine, and fitted into the
+    table's ``calibration`` (0: none). ``cache_dir``: keep the converted models there and reuse
+    them (conversion is deterministic in structure; weights are random and do not change the
+    latency). ``progress``: ``callable(str)`` told about each entry. ``rounds``: the ``runs`` of
+    every model are split over this many interleaved rounds (see :meth:`Timer.measure`).
+    ``clock``: ``wall`` (latency as a user sees it) or ``thread-cpu`` (host, 1 thread: the CPU time
+    of the invoking thread, which leaves out waiting for a core on a busy shared machine); the
+    table records it, and its calibration and validation time with the same clock.
     """
-    from tinysr.models.tpsr import CellSR
-
     if space not in SPACES:
         raise ValueError(f"unknown search space {space!r}; known: {', '.join(SPACES)}")
+    if int(calibration_networks) < 0:
+        raise ValueError(f"calibration_networks must be 0 (none) or more, got {calibration_networks}")
     h, w = (int(v) for v in input_size)
     n = SPACES[space]["n_feats"]
-    timer = Timer(device, runtime, threads, delegate, warmup, runs, benchmark_binary)
+    timer = Timer(device, runtime, threads, delegate, warmup, runs, benchmark_binary, clock)
     say = progress or (lambda msg: None)
     torch.manual_seed(0)
-    parts = part_modules(space, (h, w), scale)
+    parts = table_parts(space, (h, w), scale)
     flats = []
-    for key, what, module, channels, size, kind in parts:
-        flats.append(convert_cached(lambda: convert_part(module, channels, size, kind), cache_dir, f"{key}.tflite"))
+    for key, what, make, channels, size, op in parts:
+        flats.append(convert_cached(lambda: convert_part(make(), channels, size, op), cache_dir, f"{key}.tflite"))
     # Fixed overhead: the smallest network of the space, measured whole, minus its table entries.
     ref = Genotype.parse(OVERHEAD_REFERENCE)
-    ref_name = f"reference_{OVERHEAD_REFERENCE.replace('@', '_at_')}_x{scale}_{h}x{w}.tflite"
-    flats.append(convert_cached(lambda: _convert_network(CellSR(ref, scale, n), (h, w)), cache_dir, ref_name))
+    genos = calibration_genotypes(calibration_networks, calibration_seed, space) if calibration_networks else []
+    for g in [ref] + genos:
+        flats.append(convert_genotype(g, scale, n, (h, w), cache_dir))
     rounds = max(min(int(rounds), int(runs)), 1)
-    say(f"converted {len(flats)} models; timing them in {rounds} interleaved round(s)")
+    say(f"converted {len(flats)} models ({len(parts)} entries, the overhead reference, {len(genos)} calibration "
+        f"networks); timing them in {rounds} interleaved round(s)")
     results = timer.measure(flats, rounds)
     entries = {}
     for (key, what, *_), (median, p90, n_runs) in zip(parts, results):
         entries[key] = {"median_ms": median, "p90_ms": p90, "runs": n_runs, "what": what}
         say(f"{key:<34} {median:9.3f} ms  ({what})")
-    ref_ms, ref_p90, ref_runs = results[-1]
-    lay = skeleton_layout(n, h, w, scale)
-    parts_ms = _skeleton_ms(entries, lay) + entries[op_key("identity", n, h, w)]["median_ms"]
+    ref_ms, ref_p90, ref_runs = results[len(parts)]
+    parts_ms = (sum(p.count(ref) * entries[p.key]["median_ms"] for p in skeleton_parts(n, h, w, scale))
+                + sum(entries[op_key(nd.op, n, h, w)]["median_ms"] for nd in ref.nodes))
     overhead = ref_ms - parts_ms
     say(f"{'overhead':<34} {overhead:9.3f} ms  (network {OVERHEAD_REFERENCE} {ref_ms:.3f} ms - parts {parts_ms:.3f} ms)")
     dev, rt = timer.describe()
-    return {
+    data = {
         "format": FORMAT,
         "space": space,
         "n_feats": n,
@@ -332,33 +326,156 @@ def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr"
         "scale": int(scale),
         "device": dev,
         "runtime": rt,
-        "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "date": now_utc(),
         "method": (f"each entry converted on its own (convert_tflite mode=mobile, NHWC, random weights) and timed "
                    f"whole: {warmup} warm-up runs, then median / p90 of {results[0][2]} runs taken in {rounds} "
                    "interleaved rounds over all entries (one untimed run per entry and round) "
-                   f"({'LiteRT Python Interpreter, time.perf_counter around invoke' if timer.kind == 'host' else 'benchmark_model over adb'}); "
+                   f"({_host_clock_text(clock) if timer.kind == 'host' else 'benchmark_model over adb'}); "
                    "the leaf-sum ADD is the ADD operator cut out of a converted two-branch graph; overhead = "
                    f"measured median of the network '{OVERHEAD_REFERENCE}' minus the sum of its entries"),
         "warmup": int(warmup),
         "runs": int(results[0][2]),
         "rounds": int(rounds),
-        "skeleton": lay,
+        "clock": clock,
+        "skeleton": skeleton_layout(n, h, w, scale),
         "overhead": {"ms": overhead, "reference_genotype": OVERHEAD_REFERENCE, "reference_ms": ref_ms,
                      "reference_p90_ms": ref_p90, "reference_parts_ms": parts_ms},
         "entries": entries,
     }
+    if genos:
+        data["calibration"] = calibration_record(LatencyTable(data), genos, results[len(parts) + 1:], calibration_seed,
+                                                 warmup, rounds, "timed in the same interleaved rounds as the entries")
+        for line in calibration_lines(data["calibration"]):
+            say(line)
+    return data
 
 
-def _convert_network(model: nn.Module, size, quiet: bool = True) -> bytes:
-    from tinysr.export.tflite_convert import convert_tflite
-
-    with torch.no_grad(), quiet_fds(quiet):
-        return convert_tflite(model.eval(), tuple(size), mode="mobile")
+def now_utc() -> str:
+    """The current UTC time, ISO 8601, to the second."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def _skeleton_ms(entries: dict, lay: dict) -> float:
-    keys = [lay["head"], lay["cell_act"], *lay["up"], lay["add_mean"]]
-    return sum(float(entries[k]["median_ms"]) for k in keys)
+def _host_clock_text(clock: str) -> str:
+    what = "time.perf_counter" if clock == "wall" else "time.thread_time (CPU time of the invoking thread)"
+    return f"LiteRT Python Interpreter, {what} around invoke"
+
+
+# ---------------------------------------------------------------------------- calibration
+def fit_calibration(base_ms, cell_ms, measured_ms, min_spread: float = 0.05) -> dict:
+    """Fit ``measured ~= base + op_scale * cell + network_ms`` over whole networks.
+
+    ``base_ms``: each network's overhead + skeleton entries; ``cell_ms``: the sum of its node
+    entries and leaf-sum ADDs; ``measured_ms``: its measured median. Least squares on the
+    *relative* error (each residual divided by the measured time, the quantity validation
+    reports), with ``op_scale >= 0`` (a time factor). When the networks' cell sums differ by
+    less than ``min_spread`` (relative range), the scale cannot be told from the constant:
+    ``op_scale`` stays 1 and only ``network_ms`` is fitted. Returns ``{"op_scale", "network_ms"}``.
+    """
+    b, c, m = (np.asarray(v, float) for v in (base_ms, cell_ms, measured_ms))
+    if not (len(b) == len(c) == len(m)) or len(m) == 0:
+        raise ValueError("calibration needs one base, cell and measured time per network (at least one network)")
+    if np.any(m <= 0):
+        raise ValueError("measured times must be positive")
+    y, wt = m - b, 1.0 / m
+
+    def constant_only(scale: float) -> dict:
+        return {"op_scale": scale, "network_ms": float(np.sum(wt ** 2 * (y - scale * c)) / np.sum(wt ** 2))}
+
+    if len(m) < 2 or (c.max() - c.min()) < min_spread * abs(c.mean()):
+        return constant_only(1.0)
+    a = np.stack([np.ones_like(c), c], axis=1) * wt[:, None]
+    (const, scale), *_ = np.linalg.lstsq(a, y * wt, rcond=None)
+    if scale < 0:
+        return constant_only(0.0)
+    return {"op_scale": float(scale), "network_ms": float(const)}
+
+
+def error_stats(predicted, measured) -> dict:
+    """Relative error of predictions, in percent of the measured value."""
+    p, m = np.asarray(predicted, float), np.asarray(measured, float)
+    err = (p - m) / m * 100.0
+    a = np.abs(err)
+
+    def ranks(v):
+        return np.argsort(np.argsort(v)).astype(float)
+
+    rho = float(np.corrcoef(ranks(p), ranks(m))[0, 1]) if len(p) > 2 else None  # JSON has no NaN
+    return {"n": int(len(p)), "median_abs_pct": float(np.median(a)), "p90_abs_pct": float(np.percentile(a, 90)),
+            "max_abs_pct": float(a.max()), "mean_signed_pct": float(err.mean()),
+            "mean_abs_pct": float(a.mean()), "within_10_pct": float(np.mean(a <= 10.0) * 100.0), "spearman": rho}
+
+
+CALIBRATION_CANDIDATES = 200
+
+
+def calibration_genotypes(networks: int = 8, seed: int = 0, space: str = "tpsr") -> list:
+    """The networks a table is calibrated on: the published TPSR cell and ``networks - 1`` random ones.
+
+    The random ones come from their own seed stream (``random.Random("tinysr-calibration-SEED")``,
+    never the integer seeds validation samples with): of ``CALIBRATION_CANDIDATES`` drawn
+    genotypes, those at evenly spaced quantiles (5 % .. 95 %) of the cell's Mult-Adds, so that
+    the fit sees light and heavy cells. The choice needs no measurement (the networks are timed
+    with the table's entries) and is the same on every device.
+    """
+    import random
+
+    from tinysr.genotype import TPSR_GENOTYPE
+
+    networks = int(networks)
+    if networks < 1:
+        raise ValueError(f"calibration needs at least one network, got {networks}")
+    spec = SPACES[space]
+    rng = random.Random(f"tinysr-calibration-{seed}")
+    cands, seen = [], {str(TPSR_GENOTYPE)}
+    while len(cands) < CALIBRATION_CANDIDATES:
+        g = Genotype.random(spec["num_nodes"], rng, spec["ops"])
+        if str(g) not in seen:
+            seen.add(str(g))
+            cands.append(g)
+    cands.sort(key=lambda g: g.mult_adds(spec["n_feats"], 1, 1))
+    k = networks - 1
+    qs = [0.5] if k == 1 else [0.05 + 0.9 * i / (k - 1) for i in range(k)]
+    return [TPSR_GENOTYPE] + [cands[round(q * (len(cands) - 1))] for q in qs[:k]]
+
+
+def calibration_record(table: "LatencyTable", genos: list, results: list, seed: int, warmup: int, rounds: int,
+                       how: str) -> dict:
+    """The table's ``calibration``: the fit (:func:`fit_calibration`) of ``genos`` measured as ``results``."""
+    terms = [table.cell_terms(g) for g in genos]
+    measured = [r[0] for r in results]
+    fit = fit_calibration([b for b, _ in terms], [c for _, c in terms], measured)
+    rows = [{"genotype": str(g), "measured_ms": med, "measured_p90_ms": p90, "runs": n_runs, "table_ms": base + cell,
+             "calibrated_ms": base + fit["op_scale"] * cell + fit["network_ms"]}
+            for g, (base, cell), (med, p90, n_runs) in zip(genos, terms, results)]
+    return {
+        "model": CALIBRATION_MODEL, "op_scale": fit["op_scale"], "network_ms": fit["network_ms"],
+        "fit": "least squares of the relative error over the networks below, op_scale >= 0",
+        "networks_from": (f"the published TPSR cell + {len(genos) - 1} of {CALIBRATION_CANDIDATES} random genotypes "
+                          f"of random.Random('tinysr-calibration-{seed}') at evenly spaced quantiles of the cell's "
+                          "Mult-Adds (disjoint from validation samples)"),
+        "seed": int(seed), "warmup": int(warmup), "runs": int(results[0][2]), "rounds": int(rounds),
+        "clock": table.clock, "timed": how, "date": now_utc(),
+        "before": error_stats([r["table_ms"] for r in rows], measured),
+        "after": error_stats([r["calibrated_ms"] for r in rows], measured),
+        "networks": rows,
+    }
+
+
+def calibration_lines(cal: dict) -> list:
+    """One line per calibration network: measured, table sum and calibrated prediction."""
+    lines = []
+    for r in cal["networks"]:
+        m, t, c = r["measured_ms"], r["table_ms"], r["calibrated_ms"]
+        lines.append(f"measured {m:8.2f} ms  table {t:8.2f} ms ({(t - m) / m * 100:+5.1f}%)  "
+                     f"calibrated {c:8.2f} ms ({(c - m) / m * 100:+5.1f}%)  {r['genotype']}")
+    return lines
+
+
+def format_calibration(cal: dict) -> str:
+    b, a = cal["before"], cal["after"]
+    return (f"calibrated on {len(cal['networks'])} networks: op entries x{cal['op_scale']:.4f}, "
+            f"{cal['network_ms']:+.3f} ms per network (their abs. error median {b['median_abs_pct']:.1f}% -> "
+            f"{a['median_abs_pct']:.1f}%, mean signed {b['mean_signed_pct']:+.1f}% -> {a['mean_signed_pct']:+.1f}%)")
 
 
 # ------------------------------------------------------------------------------ the table
@@ -366,25 +483,32 @@ class LatencyTable:
     """A loaded latency table with everything :meth:`predict` needs precomputed."""
 
     def __init__(self, data: dict, source: str = ""):
-        if data.get("format") != FORMAT:
-            raise ValueError(f"{source or 'profile'}: not a {FORMAT} latency table (format: {data.get('format')!r})")
+        if data.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"{source or 'profile'}: not a latency table ({' or '.join(READABLE_FORMATS)}; "
+                             f"format: {data.get('format')!r})")
         self.data, self.source = data, source
         self.space = data.get("space", "tpsr")
         self.n = int(data["n_feats"])
         self.h, self.w = (int(v) for v in data["input_size"])
         self.scale = int(data["scale"])
+        self.clock = data.get("clock", "wall")
         self.entries = {k: float(v["median_ms"]) for k, v in data["entries"].items()}
-        lay = data["skeleton"]
-        missing = [k for k in [lay["head"], lay["cell_act"], *lay["up"], lay["add_mean"], lay["leaf_add"]]
-                   if k not in self.entries]
+        self.parts = skeleton_parts(self.n, self.h, self.w, self.scale)
+        missing = [p.key for p in self.parts if p.key not in self.entries]
         if missing:
             raise ValueError(f"{source or 'profile'}: skeleton entries missing: {', '.join(missing)}")
-        self.op_ms = {name: self.entries[spec.latency_key(self.n, self.h, self.w)] for name, spec in OPS.items()
-                      if spec.latency_key(self.n, self.h, self.w) in self.entries}
-        self.add_ms = self.entries[lay["leaf_add"]]
+        self.raw_op_ms = {name: self.entries[spec.latency_key(self.n, self.h, self.w)] for name, spec in OPS.items()
+                          if spec.latency_key(self.n, self.h, self.w) in self.entries}
+        (self.leaf_add,) = [p for p in self.parts if p.per == "extra leaf"]
         self.overhead_ms = float(data.get("overhead", {}).get("ms", 0.0))
-        self.skeleton_ms = _skeleton_ms(data["entries"], lay)
-        self.base_ms = self.overhead_ms + self.skeleton_ms  # the cached skeleton sum
+        self.skeleton_ms = sum(self.entries[p.key] for p in self.parts if p.per == "network")
+        cal = data.get("calibration") or {}
+        self.op_scale = float(cal.get("op_scale", 1.0))
+        self.network_ms = float(cal.get("network_ms", 0.0))
+        # predict() is a pure sum over these (calibration folded in)
+        self.op_ms = {k: v * self.op_scale for k, v in self.raw_op_ms.items()}
+        self.add_ms = self.entries[self.leaf_add.key] * self.op_scale
+        self.base_ms = self.overhead_ms + self.skeleton_ms + self.network_ms
 
     @classmethod
     def load(cls, path) -> "LatencyTable":
@@ -406,15 +530,37 @@ class LatencyTable:
         d = self.data.get("device", {})
         return f"adb:{d['serial']}" if d.get("kind") == "adb" and d.get("serial") else d.get("kind", "host")
 
-    def check_size(self, input_size=None, scale=None) -> None:
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.data.get("calibration"))
+
+    def check(self, input_size=None, scale=None, n_feats=None) -> None:
+        """Raise ``ValueError`` (one line) unless the network's size, scale and width are the table's."""
+        where = self.source or "profile"
         if input_size is not None and tuple(int(v) for v in input_size) != (self.h, self.w):
-            raise ValueError(f"{self.source or 'profile'} was measured at {self.h}x{self.w}, not "
-                             f"{input_size[0]}x{input_size[1]}: build a table for that size")
+            raise ValueError(f"{where} was measured at {self.h}x{self.w}, not {input_size[0]}x{input_size[1]}: "
+                             "build a table for that size")
         if scale is not None and int(scale) != self.scale:
-            raise ValueError(f"{self.source or 'profile'} was measured for x{self.scale}, not x{scale}")
+            raise ValueError(f"{where} was measured for x{self.scale}, not x{scale}: build a table for that scale")
+        if n_feats is not None and int(n_feats) != self.n:
+            raise ValueError(f"{where} was measured for {self.n}-channel cells, not {n_feats}: "
+                             "build a table for that width")
+
+    def cell_terms(self, genotype: Genotype) -> tuple:
+        """``(base_ms, cell_ms)`` before calibration: overhead + skeleton, and node entries + leaf ADDs."""
+        try:
+            cell = sum([self.raw_op_ms[node.op] for node in genotype.nodes])
+        except KeyError as e:
+            raise ValueError(f"{self.source or 'profile'} has no entry for operation {e.args[0]!r}") from None
+        cell += (len(genotype.leaves) - 1) * self.entries[self.leaf_add.key]
+        return self.overhead_ms + self.skeleton_ms, cell
+
+    def predict_uncalibrated(self, genotype: Genotype) -> float:
+        """The plain sum of the table's entries (no calibration terms)."""
+        return sum(self.cell_terms(genotype))
 
     def predict(self, genotype: Genotype) -> float:
-        """Predicted latency (ms) of the network built from ``genotype``."""
+        """Predicted latency (ms) of the network built from ``genotype`` (calibrated when the table is)."""
         op_ms = self.op_ms
         try:
             cell = sum([op_ms[node.op] for node in genotype.nodes])
@@ -423,31 +569,32 @@ class LatencyTable:
         return self.base_ms + cell + (len(genotype.leaves) - 1) * self.add_ms
 
     def breakdown(self, genotype: Genotype) -> list:
-        """``[(label, key, ms)]``: every term of :meth:`predict`, in network order."""
-        lay = self.data["skeleton"]
-        rows = [("mean shift + head", lay["head"], self.entries[lay["head"]])]
-        for i, node in enumerate(genotype.nodes):
-            key = OPS[node.op].latency_key(self.n, self.h, self.w)
-            if key not in self.entries:
-                raise ValueError(f"{self.source or 'profile'} has no entry {key}")
-            rows.append((f"node {i}: {node}", key, self.entries[key]))
-        for leaf in genotype.leaves[1:]:
-            rows.append((f"leaf sum + node {leaf}", lay["leaf_add"], self.add_ms))
-        rows.append(("cell PReLU", lay["cell_act"], self.entries[lay["cell_act"]]))
-        for i, key in enumerate(lay["up"]):
-            rows.append((f"x2 upsampling {i + 1}", key, self.entries[key]))
-        rows.append(("inverse mean shift", lay["add_mean"], self.entries[lay["add_mean"]]))
+        """``[(label, key, ms)]``: every term of :meth:`predict`, in network order (op terms scaled)."""
+        rows = []
+        for p in self.parts:
+            if p.per == "network":
+                rows.append((p.what, p.key, self.entries[p.key]))
+                continue
+            for i, node in enumerate(genotype.nodes):
+                key = OPS[node.op].latency_key(self.n, self.h, self.w)
+                if key not in self.entries:
+                    raise ValueError(f"{self.source or 'profile'} has no entry {key}")
+                rows.append((f"node {i}: {node}", key, self.entries[key] * self.op_scale))
+            for leaf in genotype.leaves[1:]:
+                rows.append((f"leaf sum + node {leaf}", p.key, self.add_ms))
         rows.append(("fixed overhead", "overhead", self.overhead_ms))
+        if self.calibrated:
+            rows.append(("calibration: per-network term", "calibration.network_ms", self.network_ms))
         return rows
 
 
 def save_lut(data: dict, path) -> Path:
     import json
 
-    from tinysr.profile.record import _atomic_write
+    from tinysr.profile.record import write_bytes_atomic
 
     path = Path(path)
-    _atomic_write(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+    write_bytes_atomic(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
     return path
 
 
@@ -466,4 +613,3 @@ def default_lut_name(data: dict) -> str:
     default = "cpu" if dev.get("kind") == "adb" else "xnnpack"
     delegate = "" if rt.get("delegate") in (None, default) else f"-{rt['delegate']}"
     return f"{who}-{rt.get('name', 'litert')}{delegate}-{rt.get('threads', 1)}t.json"
-

@@ -4,27 +4,29 @@
 ``profiles/README.md``)::
 
     predicted = overhead + skeleton (head, cell PReLU, x2 blocks, inverse mean shift)
-                + sum over nodes of entry[op + PReLU] + (leaves - 1) * entry[ADD]
+                + op_scale * (sum over nodes of entry[op + PReLU] + (leaves - 1) * entry[ADD])
+                + network_ms
 
-It is pure Python over a precomputed ``{op: ms}`` dict (hundreds of thousands of predictions a
-second), so a search can call it in its inner loop. :func:`measure_latency` converts and times a
-network for real (host Interpreter, or ``benchmark_model`` over adb) for measured-in-the-loop
-search and for :func:`validate`, which compares both on random genotypes of the search space.
+(``op_scale`` = 1 and ``network_ms`` = 0 until the table is calibrated). It is pure Python over a
+precomputed ``{op: ms}`` dict (hundreds of thousands of predictions a second), so a search can
+call it in its inner loop. :func:`measure_latency` converts and times a network for real (host
+Interpreter, or ``benchmark_model`` over adb) for measured-in-the-loop search, for
+:func:`calibrate`, which fits the two calibration terms to a few measured networks, and for
+:func:`validate`, which compares prediction and measurement on random genotypes of the search
+space (never the calibration networks).
 """
 from __future__ import annotations
 
-import datetime as _dt
 import functools
-import hashlib
 import os
 import random
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from tinysr.genotype import Genotype
-from tinysr.profile.lut import SPACES, LatencyTable, Timer, _convert_network, convert_cached
+from tinysr.profile.lut import (FORMAT, OVERHEAD_REFERENCE, SPACES, LatencyTable, Timer, calibration_genotypes,
+                                calibration_lines, calibration_record, convert_genotype, convert_network, error_stats,
+                                now_utc)
 
 VALIDATION_FORMAT = "tinysr.lut-validation/1"
 _TABLES: dict = {}
@@ -55,15 +57,16 @@ def _parse(text: str) -> Genotype:
     return Genotype.parse(text)
 
 
-def predict_latency(genotype, profile, input_size=None, scale=None) -> float:
+def predict_latency(genotype, profile, input_size=None, scale=None, n_feats=None) -> float:
     """Predicted latency (ms) of the network of ``genotype`` (a :class:`Genotype` or its text).
 
-    ``profile``: a :class:`LatencyTable`, its dict or a path. ``input_size`` / ``scale``: checked
-    against the table's (a table is valid only for the size and scale it was measured at).
+    ``profile``: a :class:`LatencyTable`, its dict or a path. ``input_size`` / ``scale`` /
+    ``n_feats``: the network's, checked against the table's (a table is valid only for the size,
+    scale and cell width it was measured at); ``ValueError`` on a mismatch.
     """
     table = load_table(profile)
-    if input_size is not None or scale is not None:
-        table.check_size(input_size, scale)
+    if input_size is not None or scale is not None or n_feats is not None:
+        table.check(input_size, scale, n_feats)
     if isinstance(genotype, str):
         genotype = _parse(genotype)
     return table.predict(genotype)
@@ -92,7 +95,7 @@ def _as_artifact(model_or_genotype, input_size, scale: int, n_feats: int, runtim
         raise TypeError(f"cannot measure a {type(obj).__name__}: pass a Genotype, its text, a module, "
                         ".tflite bytes or a .tflite / .onnx path")
     if runtime == "litert":
-        return "tflite", _convert_network(obj, input_size)
+        return "tflite", convert_network(obj, input_size)
     from tinysr.export.onnx_export import export_onnx
     from tinysr.profile.lut import quiet_fds
 
@@ -133,98 +136,151 @@ def measure_latency(model_or_genotype, device: str = "host", runtime: str = "lit
         return time_onnxruntime(art, threads, warmup, runs, input_size).median_ms
 
 
-# ------------------------------------------------------------------------------ validation
-def sample_genotypes(samples: int, seed: int = 0, space: str = "tpsr") -> list:
-    """``samples`` distinct random genotypes of the search space (``Genotype.random``)."""
+# ------------------------------------------------------------------------------ sampling
+def sample_genotypes(samples: int, seed: int = 0, space: str = "tpsr", exclude=()) -> list:
+    """``samples`` distinct random genotypes of the search space (``Genotype.random``, ``random.Random(seed)``).
+
+    ``exclude``: genotypes (or their text) never returned, e.g. a table's calibration networks.
+    """
     spec = SPACES[space]
     rng = random.Random(seed)
-    out, seen = [], set()
+    excluded = {str(g) for g in exclude}
+    out, seen = [], set(excluded)
     tries = 0
     while len(out) < samples:
         g = Genotype.random(spec["num_nodes"], rng, spec["ops"])
         tries += 1
-        if str(g) in seen and tries < 100 * samples:
+        if str(g) in seen and (tries < 100 * samples or str(g) in excluded):
             continue
         seen.add(str(g))
         out.append(g)
     return out
 
 
-def error_stats(predicted, measured) -> dict:
-    """Relative error of predictions, in percent of the measured value."""
-    p, m = np.asarray(predicted, float), np.asarray(measured, float)
-    err = (p - m) / m * 100.0
-    a = np.abs(err)
+def _measure_networks(table: LatencyTable, genos: list, runs: int, warmup: int, rounds: int, cache_dir,
+                      benchmark_binary, say) -> tuple:
+    """Convert ``genos`` as networks of the table's size / scale / width and time them interleaved.
 
-    def ranks(v):
-        return np.argsort(np.argsort(v)).astype(float)
+    Returns ``([(median_ms, p90_ms, runs)], timer, rounds)``.
+    """
+    rt = table.data.get("runtime", {})
+    timer = Timer(table.device, rt.get("name", "litert"), table.threads, rt.get("delegate"), warmup, runs,
+                  benchmark_binary, table.clock)
+    flats = []
+    for i, g in enumerate(genos):
+        flats.append(convert_genotype(g, table.scale, table.n, (table.h, table.w), cache_dir))
+        say(f"converted {i + 1}/{len(genos)}")
+    rounds = max(min(int(rounds), int(runs)), 1)
+    say(f"timing {len(flats)} networks in {rounds} interleaved round(s)")
+    return timer.measure(flats, rounds), timer, rounds
 
-    rho = float(np.corrcoef(ranks(p), ranks(m))[0, 1]) if len(p) > 2 else float("nan")
-    return {"n": int(len(p)), "median_abs_pct": float(np.median(a)), "p90_abs_pct": float(np.percentile(a, 90)),
-            "max_abs_pct": float(a.max()), "mean_signed_pct": float(err.mean()),
-            "mean_abs_pct": float(a.mean()), "spearman": rho}
+
+# ------------------------------------------------------------------------------ calibration
+def calibrate(profile, networks: int = 8, seed: int = 0, runs: int = 30, warmup: int = 5, rounds: int = 5,
+              cache_dir=None, benchmark_binary=None, progress=None) -> dict:
+    """(Re)calibrate an existing table: time :func:`~tinysr.profile.lut.calibration_genotypes` on the
+    table's device and fit its calibration terms to the stored entries.
+
+    Returns the table's dict with a new ``calibration`` record (format ``tinysr.lut/2``). The
+    networks are timed now, the entries were timed when the table was built: on a machine whose
+    load changes, prefer ``build_lut``, which times both together.
+    """
+    import copy
+
+    table = load_table(profile)
+    say = progress or (lambda msg: None)
+    genos = calibration_genotypes(networks, seed, table.space)
+    results, _, rounds = _measure_networks(table, genos, runs, warmup, rounds, cache_dir, benchmark_binary, say)
+    data = copy.deepcopy(table.data)
+    data["format"] = FORMAT
+    data.pop("calibration", None)
+    data["calibration"] = calibration_record(LatencyTable(data), genos, results, seed, warmup, rounds,
+                                             f"timed after the entries, on {now_utc()}")
+    for line in calibration_lines(data["calibration"]):
+        say(line)
+    return data
 
 
+# ------------------------------------------------------------------------------ validation
 def validate(profile, samples: int = 30, seed: int = 0, runs: int = 20, warmup: int = 3, cache_dir=None,
              benchmark_binary=None, progress=None, rounds: int = 4) -> dict:
     """Predicted vs measured latency of ``samples`` random genotypes, on the table's device / runtime /
     threads / size. All networks are converted first, then timed in ``rounds`` interleaved rounds
-    (:meth:`tinysr.profile.lut.Timer.measure`): the median of ``runs`` runs of each.
+    (:meth:`tinysr.profile.lut.Timer.measure`, with the table's clock): the median of ``runs`` runs
+    of each. The table's calibration networks are never sampled. A calibrated table's result also
+    holds the uncalibrated predictions and their statistics (``stats_uncalibrated``), from the same
+    measurements. The table's overhead reference network is timed with them: ``reference``
+    compares its time now with its time when the table was built (a ratio far from 1 says the
+    machine runs faster or slower than then, e.g. other load on a shared machine).
 
     ``cache_dir``: keep (and reuse) the converted networks there.
     """
-    from tinysr.models.tpsr import CellSR
-
     table = load_table(profile)
-    rt = table.data.get("runtime", {})
-    timer = Timer(table.device, rt.get("name", "litert"), table.threads, rt.get("delegate"), warmup, runs,
-                  benchmark_binary)
     say = progress or (lambda msg: None)
-    genos = sample_genotypes(samples, seed, table.space)
-    size = (table.h, table.w)
-    flats = []
-    for i, g in enumerate(genos):
-        digest = hashlib.sha1(str(g).encode()).hexdigest()[:12]
-
-        def make(g=g):
-            import torch
-
-            torch.manual_seed(0)
-            return _convert_network(CellSR(g, table.scale, table.n), size)
-
-        flats.append(convert_cached(make, cache_dir, f"val_{digest}_x{table.scale}_{table.h}x{table.w}.tflite"))
-        say(f"converted {i + 1}/{len(genos)}")
-    rounds = max(min(int(rounds), int(runs)), 1)
-    say(f"timing {len(flats)} networks in {rounds} interleaved round(s)")
-    results = timer.measure(flats, rounds)
+    cal = table.data.get("calibration") or {}
+    excluded = [n["genotype"] for n in cal.get("networks", [])]
+    genos = sample_genotypes(samples, seed, table.space, exclude=excluded)
+    ref = Genotype.parse(table.data.get("overhead", {}).get("reference_genotype", OVERHEAD_REFERENCE))
+    results, timer, rounds = _measure_networks(table, genos + [ref], runs, warmup, rounds, cache_dir,
+                                               benchmark_binary, say)
+    ref_now = results.pop()[0]
+    ref_then = table.data.get("overhead", {}).get("reference_ms")
     rows = []
     for i, (g, (measured, p90, n_runs)) in enumerate(zip(genos, results)):
-        predicted = table.predict(g)
-        rows.append({"genotype": str(g), "predicted_ms": predicted, "measured_ms": measured, "measured_p90_ms": p90,
-                     "runs": n_runs, "error_pct": (predicted - measured) / measured * 100.0})
+        predicted, plain = table.predict(g), table.predict_uncalibrated(g)
+        rows.append({"genotype": str(g), "predicted_ms": predicted, "uncalibrated_ms": plain, "measured_ms": measured,
+                     "measured_p90_ms": p90, "runs": n_runs, "error_pct": (predicted - measured) / measured * 100.0,
+                     "uncalibrated_error_pct": (plain - measured) / measured * 100.0})
         say(f"{i + 1:>3}/{len(genos)}  predicted {predicted:8.2f} ms  measured {measured:8.2f} ms  "
             f"{rows[-1]['error_pct']:+6.1f}%  {g}")
     dev, rtd = timer.describe()
-    return {"format": VALIDATION_FORMAT, "profile": table.source, "device": dev, "runtime": rtd,
-            "input_size": [table.h, table.w], "scale": table.scale, "samples": len(rows), "seed": int(seed),
-            "warmup": int(warmup), "runs": int(results[0][2]) if results else 0, "rounds": rounds,
-            "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
-            "stats": error_stats([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows]),
-            "rows": rows}
+    measured = [r["measured_ms"] for r in rows]
+    out = {"format": VALIDATION_FORMAT, "profile": table.source, "device": dev, "runtime": rtd,
+           "input_size": [table.h, table.w], "scale": table.scale, "n_feats": table.n, "samples": len(rows),
+           "seed": int(seed), "warmup": int(warmup), "runs": int(results[0][2]) if results else 0, "rounds": rounds,
+           "clock": table.clock, "date": now_utc(),
+           "calibration": ({"op_scale": table.op_scale, "network_ms": table.network_ms,
+                            "networks_excluded": len(excluded)} if table.calibrated else None),
+           "reference": {"genotype": str(ref), "now_ms": ref_now, "table_ms": ref_then,
+                         "ratio": ref_now / ref_then if ref_then else None},
+           "stats": error_stats([r["predicted_ms"] for r in rows], measured)}
+    if table.calibrated:
+        out["stats_uncalibrated"] = error_stats([r["uncalibrated_ms"] for r in rows], measured)
+    out["rows"] = rows
+    return out
+
+
+def _stats_line(s: dict) -> str:
+    return (f"abs. error: median {s['median_abs_pct']:.1f}%, p90 {s['p90_abs_pct']:.1f}%, max {s['max_abs_pct']:.1f}%; "
+            f"{s.get('within_10_pct', float('nan')):.0f}% within +-10%; mean signed {s['mean_signed_pct']:+.1f}%; "
+            f"Spearman rank correlation {'n/a' if s['spearman'] is None else format(s['spearman'], '.3f')}")
 
 
 def format_validation(result: dict) -> str:
     s = result["stats"]
     rt = result.get("runtime", {})
     h, w = result["input_size"]
-    return (f"{s['n']} random genotypes, {rt.get('name')} ({rt.get('delegate')}), {rt.get('threads')} thread(s), "
-            f"{h}x{w} x{result['scale']}\n"
-            f"abs. error: median {s['median_abs_pct']:.1f}%, p90 {s['p90_abs_pct']:.1f}%, max {s['max_abs_pct']:.1f}%; "
-            f"mean signed {s['mean_signed_pct']:+.1f}%; Spearman rank correlation {s['spearman']:.3f}")
+    lines = [f"{s['n']} random genotypes, {rt.get('name')} ({rt.get('delegate')}), {rt.get('threads')} thread(s), "
+             f"{h}x{w} x{result['scale']}, {result.get('clock', 'wall')} clock"]
+    cal = result.get("calibration")
+    if cal:
+        lines.append(f"calibrated (op entries x{cal['op_scale']:.4f}, {cal['network_ms']:+.3f} ms per network): "
+                     + _stats_line(s))
+        lines.append("uncalibrated (plain sum of entries): " + _stats_line(result["stats_uncalibrated"]))
+    else:
+        lines.append(_stats_line(s))
+    ref = result.get("reference") or {}
+    if ref.get("ratio"):
+        lines.append(f"reference network {ref['genotype']}: {ref['now_ms']:.2f} ms now, {ref['table_ms']:.2f} ms when "
+                     f"the table was built (x{ref['ratio']:.3f})")
+    return "\n".join(lines)
 
 
 def plot_validation(result: dict, png_path) -> Path:
-    """Scatter of predicted vs measured latency with the y = x line (and +-10 % band); atomic PNG."""
+    """Scatter of predicted vs measured latency with the y = x line (and +-10 % band); atomic PNG.
+
+    A calibrated table's uncalibrated predictions are drawn too (hollow grey markers).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -234,22 +290,34 @@ def plot_validation(result: dict, png_path) -> Path:
 
     m = [r["measured_ms"] for r in result["rows"]]
     p = [r["predicted_ms"] for r in result["rows"]]
-    lo, hi = min(m + p) * 0.9, max(m + p) * 1.1
+    cal = result.get("calibration")
+    raw = [r["uncalibrated_ms"] for r in result["rows"]] if cal else []
+    lo, hi = min(m + p + raw) * 0.9, max(m + p + raw) * 1.1
     fig = Figure(figsize=(5.5, 5.2))
     ax = fig.add_subplot(1, 1, 1)
     ax.plot([lo, hi], [lo, hi], color="black", lw=1, label="y = x")
     ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="grey", alpha=0.15, label="+-10 %")
-    ax.scatter(m, p, s=18, color="#c44e52", zorder=3, label="random genotypes")
+    if cal:
+        ax.scatter(m, raw, s=18, facecolors="none", edgecolors="grey", zorder=2, label="uncalibrated (sum of entries)")
+    ax.scatter(m, p, s=18, color="#c44e52", zorder=3, label="calibrated" if cal else "random genotypes")
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
     ax.set_xlabel("measured latency (ms, median)")
-    ax.set_ylabel("predicted latency (ms, table sum)")
+    ax.set_ylabel("predicted latency (ms, table)")
     s = result["stats"]
     rt = result.get("runtime", {})
     h, w = result["input_size"]
-    ax.set_title(f"{result.get('device', {}).get('cpu') or result.get('device', {}).get('model') or ''} "
-                 f"{rt.get('name')} {rt.get('threads')}t {h}x{w} x{result['scale']}\n"
-                 f"median |err| {s['median_abs_pct']:.1f}%, p90 {s['p90_abs_pct']:.1f}%, n={s['n']}", fontsize=9)
+    title = (f"{result.get('device', {}).get('cpu') or result.get('device', {}).get('model') or ''} "
+             f"{rt.get('name')} {rt.get('threads')}t {h}x{w} x{result['scale']}, n={s['n']}, "
+             f"{result.get('clock', 'wall')} clock\n"
+             f"median |err| {s['median_abs_pct']:.1f}%, p90 {s['p90_abs_pct']:.1f}%, "
+             f"{s.get('within_10_pct', float('nan')):.0f}% within +-10%")
+    if cal:
+        u = result["stats_uncalibrated"]
+        title += f" (uncalibrated: {u['median_abs_pct']:.1f}%, {u['p90_abs_pct']:.1f}%, {u['within_10_pct']:.0f}%)"
+    ref = result.get("reference") or {}
+    if ref.get("ratio"):
+        title += f"\nreference network {ref['genotype']}: x{ref['ratio']:.3f} of its time when the table was built"
+    ax.set_title(title, fontsize=8)
     ax.legend(loc="upper left", fontsize=8)
     return save_figure(fig, png_path)
-

@@ -94,7 +94,7 @@ class Profile:
         """Write the JSON atomically (temporary file in the same folder, then ``os.replace``)."""
         path = Path(path)
         data = json.dumps(self.to_json(), indent=2) + "\n"
-        _atomic_write(path, data.encode("utf-8"))
+        write_bytes_atomic(path, data.encode("utf-8"))
         return path
 
     # ---------------------------------------------------------------- totals
@@ -157,7 +157,7 @@ class Profile:
         return "\n".join(lines)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (the shared :func:`tinysr.imageio.atomic_write`)."""
     from ..imageio import atomic_write
 
@@ -196,7 +196,7 @@ def save_figure(fig, png_path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     png_path = Path(png_path)
-    _atomic_write(png_path, buf.getvalue())
+    write_bytes_atomic(png_path, buf.getvalue())
     return png_path
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +53,7 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        cfg = cls(**data)
+        cfg = cls(**{key: _typed(key, value, source) for key, value in data.items()})
         cfg.validate()
         return cfg
 
@@ -66,7 +68,13 @@ class TrainConfig:
             key, value = pair.split("=", 1)
             if key not in data:
                 raise ValueError(f"override {pair!r}: unknown key {key!r}")
-            data[key] = yaml.safe_load(value)
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError:
+                parsed = value  # kept as text: the type check below names it if text is not what the key takes
+            if _hint(key) in (str, str | None) and parsed is not None and not isinstance(parsed, str):
+                parsed = value  # a text field keeps the text as given (out_dir=2024, not the number 2024)
+            data[key] = _typed(key, parsed, f"override {pair!r}")
         return TrainConfig.from_dict(data, "overrides")
 
     def validate(self):
@@ -78,6 +86,55 @@ class TrainConfig:
         for name in ("patch_size", "batch_size", "steps", "val_every", "ckpt_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        from ..models import get_entry
+
+        self.model = get_entry(self.model).name  # tpsr-x4 -> tpsr_x4; an unknown name suggests the nearest
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def _hint(key: str):
+    return typing.get_type_hints(TrainConfig)[key]
+
+
+def _typed(key: str, value, source: str):
+    """``value`` as the type the field ``key`` declares; else a one-line error naming key, value and type."""
+    hint = _hint(key)
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    if optional:
+        if value is None:
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    try:
+        return _convert(hint, value)
+    except (TypeError, ValueError, OverflowError):
+        what = {int: "an integer", float: "a number", str: "a string", list[str]: "a list of strings",
+                tuple[float, float]: "two numbers, e.g. [0.9, 0.999]"}[hint]
+        raise ValueError(f"{source}: {key} must be {what}{' or null' if optional else ''}, got {value!r}") from None
+
+
+def _convert(hint, value):
+    if isinstance(value, bool):  # YAML's yes/no/true: never a number or a text here
+        raise TypeError
+    if hint is int:
+        number = float(value)  # also '1e5' (YAML reads it as text) and 100000.0
+        if not number.is_integer():
+            raise ValueError
+        return value if isinstance(value, int) else int(number)
+    if hint is float:
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise TypeError
+        return value
+    if hint == list[str]:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+            raise TypeError
+        return items
+    if hint == tuple[float, float]:
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise TypeError
+        return tuple(_convert(float, v) for v in value)
+    raise TypeError(f"no conversion for {hint}")

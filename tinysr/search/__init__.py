@@ -1,0 +1,77 @@
+"""Generator search (TPSR, ECCV 2020, Sec. 3.2-3.3): the library core.
+
+A search repeats: a *strategy* proposes decision vectors of the generator space; each is
+decoded to a :class:`~tinysr.genotype.Genotype`; *constraints* reject candidates over the
+Mult-Adds limit (or a hard latency budget) before any training; an accepted candidate is built,
+initialised from the *weight store*, trained, scored, offered back to the store, and its
+*reward* told to the strategy. A driver, its run store and the CLI are built on these pieces::
+
+    from tinysr.models.tpsr import CellSR
+    from tinysr.search import (TPSR_SPACE, Constraints, LatencyTarget, Reward, WeightStore,
+                               make_strategy)
+
+    constraints = Constraints(max_mult_adds=4e9, targets=[      # limits of this example run
+        LatencyTarget.from_profile("epyc", 80.0, "profiles/host-amd-epyc-litert-1t.json")])
+    # PSNR_norm: 0 at the bicubic PSNR of the validation set, 1 at a reference network's
+    reward = Reward.for_constraints(constraints, psnr_min=bicubic_psnr, psnr_max=reference_psnr)
+    strategy = make_strategy("reinforce", seed=0)
+    store = WeightStore(scale=4, n_feats=16)
+    for decisions in strategy.ask(4):
+        genotype = TPSR_SPACE.decode(decisions)
+        ok, reason, figures = constraints.check(genotype)   # figures recorded either way
+        if not ok:
+            strategy.tell([(decisions, None)])                # rejected: see strategies' doc
+            continue
+        model = store.init_model(CellSR(genotype, 4, 16))
+        psnr = train_and_validate(model)                      # the driver's training
+        store.offer(genotype, model.state_dict(), psnr)       # Eq. 5
+        strategy.tell([(decisions, reward(psnr, figures))])
+    checkpoint = strategy.state_dict()                        # JSON-ready; exact resume
+
+Modules:
+
+:mod:`tinysr.search.space`
+    The paper's space S_G = Op x Z_1 x ... x Op x Z_10 as 20 integer decisions
+    ``(op_0, src_0, ..., op_9, src_9)`` (``src_i``: 0 = cell input, ``j + 1`` = node ``j``), the
+    same as named parameters (``op_i`` = operation name, ``src_i`` = ``"in"`` or ``"j"``),
+    encode / decode / validate, :func:`space_size` (``16**10 * 10!``) and uniform sampling
+    with a ``numpy.random.Generator``.
+
+:mod:`tinysr.search.reward`
+    :class:`Constraints` (Mult-Adds limit, latency targets; Mult-Adds and latency are injected
+    ``genotype -> float`` callables, by default :func:`tinysr.models.tpsr.mult_adds` and
+    latency-table predictions), ``check(genotype) -> (ok, reason, figures)``, and
+    :class:`Reward`, MnasNet's ``PSNR_norm * prod_t (LAT_t / T_t) ** w_t`` (``w = alpha`` under
+    budget, ``beta`` over; defaults -0.07 / -0.07; ``alpha = 0, beta = -1`` is the near-hard
+    form). ``PSNR_norm = (psnr - psnr_min) / (psnr_max - psnr_min)`` clamped at 0; by default
+    the raw PSNR in dB (the paper's reward without latency targets). With latency targets use
+    ``psnr_min`` = the bicubic PSNR of the validation set and ``psnr_max`` = a reference
+    network's: the normalisation sets the exchange rate between dB and latency.
+
+:mod:`tinysr.search.strategies`
+    ``ask(n)`` / ``tell(results)`` / ``state_dict()`` / ``load_state_dict()``. ``random``
+    (uniform: the baseline) and ``reinforce`` (REINFORCE over independent per-decision logits,
+    moving-average baseline, entropy bonus, one Adam update per ``batch_size`` results;
+    rejected candidates enter with the worst accepted reward seen so far by default). The
+    learning rate and batch size defaults are tuned on the surrogate benchmark in
+    ``tests/test_search_core.py`` (ENAS-pytorch's lr 3.5e-4 leaves the policy near uniform within
+    a few thousand samples); baseline decay and entropy weight are ENAS-pytorch's.
+
+:mod:`tinysr.search.weight_store`
+    :class:`WeightStore`: weights per (node, operation), replaced by a trained candidate's only
+    if its score beats every earlier candidate that used that operation at that node (Eq. 5;
+    ties keep the earlier weights); the skeleton comes from the best candidate so far. Builds
+    ``CellSR`` state dicts that load with ``strict=True``; saves atomically.
+"""
+from .reward import Constraints, LatencyTarget, Reward, default_mult_adds, mnas_factor
+from .space import CELL_INPUT_PARAM, TPSR_SPACE, GeneratorSpace, decode, encode, space_size
+from .strategies import (DEFAULT_LR, ENAS_PYTORCH_LR, STRATEGIES, RandomStrategy, ReinforceStrategy, Strategy,
+                         make_strategy)
+from .weight_store import WeightStore
+
+__all__ = [
+    "CELL_INPUT_PARAM", "TPSR_SPACE", "GeneratorSpace", "decode", "encode", "space_size",
+    "Constraints", "LatencyTarget", "Reward", "default_mult_adds", "mnas_factor",
+    "DEFAULT_LR", "ENAS_PYTORCH_LR", "STRATEGIES", "RandomStrategy", "ReinforceStrategy", "Strategy", "make_strategy",
+    "WeightStore",
+]

@@ -1,0 +1,199 @@
+"""The generator search space S_G = Op x Z_1 x ... x Op x Z_10 as integer decisions.
+
+A :class:`~tinysr.genotype.Genotype` is what the search samples; this module only numbers its
+choices. Node ``i`` (0-based) contributes two decisions, in this order:
+
+* ``op_i``: the index of its operation in ``space.ops`` (:data:`tinysr.ops.OP_NAMES`, 16 choices);
+* ``src_i``: its input, ``0`` for the cell input and ``j + 1`` for node ``j < i`` (``i + 1`` choices).
+
+so a decision vector is ``(op_0, src_0, op_1, src_1, ..., op_9, src_9)``: 20 integers for the paper's
+10-node cell, ``16**10 * 10! ~= 3.99e18`` architectures (:func:`space_size`). The nodes, operations
+and cell width come from the latency tables' space definition
+(:data:`tinysr.profile.lut.SPACES`), so both agree on what "the TPSR space" is.
+
+The same choices as named categorical parameters (:meth:`GeneratorSpace.to_params`), for a trial
+store: ``op_i`` is the operation name and ``src_i`` is ``"in"`` or the earlier node's index as a
+string (``"0"`` .. ``str(i - 1)``), as in the genotype's text form ``OP@SRC``;
+:meth:`GeneratorSpace.param_choices` lists every parameter's choices in decision order.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from tinysr.genotype import CELL_INPUT, Genotype, Node
+from tinysr.ops import get_op
+from tinysr.profile.lut import SPACES
+
+CELL_INPUT_PARAM = "in"
+
+
+@dataclass(frozen=True)
+class GeneratorSpace:
+    """A cell of ``num_nodes`` nodes, each an operation from ``ops`` and an input (see the module doc)."""
+
+    num_nodes: int
+    ops: tuple[str, ...]
+
+    def __post_init__(self):
+        if int(self.num_nodes) < 1:
+            raise ValueError(f"a cell needs at least one node, got num_nodes={self.num_nodes}")
+        if not self.ops:
+            raise ValueError("a search space needs at least one operation")
+        for op in self.ops:
+            get_op(op)
+        if len(set(self.ops)) != len(self.ops):
+            raise ValueError(f"operations listed twice in {self.ops}")
+        object.__setattr__(self, "num_nodes", int(self.num_nodes))
+        object.__setattr__(self, "ops", tuple(self.ops))
+        cards: list[int] = []
+        names: list[str] = []
+        for i in range(self.num_nodes):
+            cards += [len(self.ops), i + 1]
+            names += [f"op_{i}", f"src_{i}"]
+        object.__setattr__(self, "_cards", tuple(cards))
+        object.__setattr__(self, "_names", tuple(names))
+
+    @classmethod
+    def named(cls, name: str = "tpsr") -> "GeneratorSpace":
+        """The space of a latency-table space name (``tinysr.profile.lut.SPACES``)."""
+        try:
+            spec = SPACES[name]
+        except KeyError:
+            raise ValueError(f"unknown search space {name!r}; known: {', '.join(SPACES)}") from None
+        return cls(spec["num_nodes"], tuple(spec["ops"]))
+
+    # ------------------------------------------------------------------ layout
+    @property
+    def num_decisions(self) -> int:
+        return 2 * self.num_nodes
+
+    @property
+    def cardinalities(self) -> tuple[int, ...]:
+        """Number of choices of every decision: ``(len(ops), 1, len(ops), 2, ..., len(ops), num_nodes)``."""
+        return self._cards
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Parameter name of every decision: ``("op_0", "src_0", "op_1", ...)``."""
+        return self._names
+
+    def size(self) -> int:
+        """Number of distinct decision vectors (= genotypes): ``len(ops)**num_nodes * num_nodes!``."""
+        return len(self.ops) ** self.num_nodes * math.factorial(self.num_nodes)
+
+    def param_choices(self) -> dict[str, tuple]:
+        """``{name: choices}`` of the named parameters, in decision order (choice k = decision value k)."""
+        out: dict[str, tuple] = {}
+        for i in range(self.num_nodes):
+            out[f"op_{i}"] = self.ops
+            out[f"src_{i}"] = (CELL_INPUT_PARAM,) + tuple(str(j) for j in range(i))
+        return out
+
+    # -------------------------------------------------------------- validation
+    def validate(self, decisions: Sequence[int]) -> tuple[int, ...]:
+        """``decisions`` as a tuple of ints; ``ValueError`` (one line) if it is not a vector of this space."""
+        try:
+            values = list(decisions)
+        except TypeError:
+            raise ValueError(f"a decision vector is a sequence of {self.num_decisions} integers, "
+                             f"not {type(decisions).__name__}") from None
+        if len(values) != self.num_decisions:
+            raise ValueError(f"a decision vector has {self.num_decisions} entries "
+                             f"(op and input of {self.num_nodes} nodes), got {len(values)}")
+        out = []
+        for d, (v, card, name) in enumerate(zip(values, self.cardinalities, self.names)):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise ValueError(f"decision {d} ({name}) = {v!r} is not an integer")
+            v = int(v)
+            if not 0 <= v < card:
+                i = d // 2
+                if d % 2 == 0:
+                    what = f"an operation index 0..{card - 1}"
+                else:
+                    what = "0 (cell input)" + (f" or 1..{i} (node 0..{i - 1})" if i else "")
+                raise ValueError(f"decision {d} ({name}) = {v} is out of range: expected {what}")
+            out.append(v)
+        return tuple(out)
+
+    # ---------------------------------------------------------------- encoding
+    def encode(self, genotype: Genotype | str) -> tuple[int, ...]:
+        """The decision vector of ``genotype`` (a :class:`Genotype` or its text)."""
+        if isinstance(genotype, str):
+            genotype = Genotype.parse(genotype)
+        if len(genotype.nodes) != self.num_nodes:
+            raise ValueError(f"genotype {genotype} has {len(genotype.nodes)} nodes; this space has {self.num_nodes}")
+        out: list[int] = []
+        for i, node in enumerate(genotype.nodes):
+            try:
+                op = self.ops.index(node.op)
+            except ValueError:
+                raise ValueError(f"node {i} ({node}) uses {node.op!r}, not an operation of this space") from None
+            out += [op, 0 if node.src == CELL_INPUT else node.src + 1]
+        return tuple(out)
+
+    def decode(self, decisions: Sequence[int]) -> Genotype:
+        """The :class:`Genotype` of a decision vector (validated first)."""
+        values = self.validate(decisions)
+        return Genotype(tuple(Node(self.ops[values[2 * i]], values[2 * i + 1] - 1 if values[2 * i + 1] else CELL_INPUT)
+                              for i in range(self.num_nodes)))
+
+    def to_params(self, item: Genotype | str | Sequence[int]) -> dict[str, str]:
+        """Named parameters (``op_i``: op name, ``src_i``: ``"in"`` or ``"j"``) of a genotype or decision vector."""
+        values = self.encode(item) if isinstance(item, (Genotype, str)) else self.validate(item)
+        return {name: choices[v] for (name, choices), v in zip(self.param_choices().items(), values)}
+
+    def from_params(self, params: Mapping[str, object]) -> Genotype:
+        """The :class:`Genotype` of named parameters (extra keys, e.g. other hyper-parameters, are ignored)."""
+        return self.decode(self.params_to_decisions(params))
+
+    def params_to_decisions(self, params: Mapping[str, object]) -> tuple[int, ...]:
+        out = []
+        for name, choices in self.param_choices().items():
+            if name not in params:
+                raise ValueError(f"parameter {name!r} missing: a generator needs {', '.join(self.names)}")
+            value = params[name]
+            if name.startswith("src_") and isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+                value = str(int(value))  # an index given as a number
+            try:
+                out.append(choices.index(value))
+            except ValueError:
+                raise ValueError(f"parameter {name} = {value!r} is not one of {', '.join(map(str, choices))}") from None
+        return tuple(out)
+
+    # ---------------------------------------------------------------- sampling
+    def sample(self, rng: np.random.Generator, n: int | None = None):
+        """Uniform sample(s) over the space: one decision vector, or a list of ``n``.
+
+        Every decision is drawn independently and uniformly from its choices, which is uniform
+        over the product space (every genotype has probability ``1 / size()``).
+        """
+        count = 1 if n is None else int(n)
+        if count < 0:
+            raise ValueError(f"cannot sample {count} architectures")
+        draws = rng.integers(0, np.asarray(self.cardinalities), size=(count, self.num_decisions))
+        vectors = [tuple(int(v) for v in row) for row in draws]
+        return vectors[0] if n is None else vectors
+
+    def sample_genotype(self, rng: np.random.Generator) -> Genotype:
+        return self.decode(self.sample(rng))
+
+
+#: The paper's generator space: 10 nodes over the 16 operations of :data:`tinysr.ops.OP_NAMES`.
+TPSR_SPACE = GeneratorSpace.named("tpsr")
+
+
+def space_size(space: GeneratorSpace = TPSR_SPACE) -> int:
+    """Number of architectures in ``space`` (the paper's: ``16**10 * 10!``)."""
+    return space.size()
+
+
+def encode(genotype: Genotype | str, space: GeneratorSpace = TPSR_SPACE) -> tuple[int, ...]:
+    return space.encode(genotype)
+
+
+def decode(decisions: Sequence[int], space: GeneratorSpace = TPSR_SPACE) -> Genotype:
+    return space.decode(decisions)
