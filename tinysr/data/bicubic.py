@@ -14,7 +14,8 @@ from functools import lru_cache
 import numpy as np
 
 
-def _cubic(x: np.ndarray) -> np.ndarray:
+def cubic(x: np.ndarray) -> np.ndarray:
+    """MATLAB's bicubic kernel (a = -0.5)."""
     ax = np.abs(x)
     ax2, ax3 = ax * ax, ax * ax * ax
     return ((1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1)
@@ -34,7 +35,7 @@ def _weights(in_len: int, out_len: int, scale: float) -> tuple[np.ndarray, np.nd
     taps = int(math.ceil(kernel_width)) + 2
     idx = left[:, None] + np.arange(taps)[None, :]
     dist = u[:, None] - idx
-    w = scale * _cubic(scale * dist) if antialias else _cubic(dist)
+    w = scale * cubic(scale * dist) if antialias else cubic(dist)
     w = w / w.sum(axis=1, keepdims=True)
     idx = np.clip(idx, 1, in_len) - 1
     keep = np.any(w != 0, axis=0)

@@ -51,6 +51,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..data.bicubic import cubic
 from ..weights_store import find_weights
 
 BLOCK = 96
@@ -175,13 +176,6 @@ def _mscn(img: np.ndarray, window: np.ndarray) -> np.ndarray:
     return mscn
 
 
-def _cubic(x: np.ndarray) -> np.ndarray:
-    ax = np.abs(x)
-    ax2, ax3 = ax * ax, ax * ax * ax
-    return ((1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1)
-            + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2)))
-
-
 @lru_cache(maxsize=32)
 def _half_weights(n: int) -> tuple[np.ndarray, np.ndarray]:
     """MATLAB ``imresize`` contributions for scale 0.5, bicubic, antialiased, mirrored indices."""
@@ -190,7 +184,7 @@ def _half_weights(n: int) -> tuple[np.ndarray, np.ndarray]:
     u = x / scale + 0.5 * (1 - 1 / scale)
     left = np.floor(u - kernel_width / 2)
     idx = left[:, None] + np.arange(int(math.ceil(kernel_width)) + 2)[None, :]
-    w = scale * _cubic(scale * (u[:, None] - idx))
+    w = scale * cubic(scale * (u[:, None] - idx))
     w = w / w.sum(axis=1, keepdims=True)
     aux = np.concatenate([np.arange(n), np.arange(n)[::-1]])  # aux = [1:n, n:-1:1], 0-based
     idx = aux[np.mod(idx.astype(np.int64) - 1, 2 * n)]

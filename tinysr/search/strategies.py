@@ -78,6 +78,7 @@ Strategies (:data:`STRATEGIES`, :func:`make_strategy`):
 """
 from __future__ import annotations
 
+import abc
 import math
 from typing import Iterable, Sequence
 
@@ -136,7 +137,7 @@ def _check_reward(reward, where: str):
 
 
 # ----------------------------------------------------------------------------- interface
-class Strategy:
+class Strategy(abc.ABC):
     """Base class: counters, best result, RNG and the ``ask`` / ``tell`` / state contract."""
 
     name = ""
@@ -215,8 +216,9 @@ class Strategy:
         self._load_extra_state(state)
 
     # ------------------------------------------------------------ subclasses
+    @abc.abstractmethod
     def _sample(self, n: int) -> list[tuple[int, ...]]:
-        raise NotImplementedError
+        """``n`` decision vectors from the strategy's current distribution."""
 
     def _observe(self, batch: list) -> int:
         return 0
