@@ -153,7 +153,8 @@ def test_constraints_check_reasons_and_figures():
         LatencyTarget("soft", 50.0, lat.__getitem__, hard=False), LatencyTarget("hard", 80.0, lat.__getitem__)])
     ok, reason, figs = c.check("a")
     assert (ok, reason) == (False, "latency hard 90.000 ms over the budget 80.000 ms")
-    assert figs == {"mult_adds": 3.5e9, "latency_ms": {"soft": 90.0, "hard": 90.0}}
+    assert figs == {"mult_adds": 3.5e9, "latency_ms": {"soft": 90.0, "hard": 90.0},
+                    "latency_predicted_ms": {"soft": 90.0, "hard": 90.0}, "latency_measured_ms": {}}
     ok, reason, figs = c.check("b")
     assert (ok, reason) == (False, "Mult-Adds 4.5000 G over the limit 4.0000 G")
     assert figs["latency_ms"] == {"soft": 60.0, "hard": 60.0}  # recorded although rejected
@@ -162,6 +163,31 @@ def test_constraints_check_reasons_and_figures():
     assert (ok, reason) == (True, "")  # a soft target never rejects
     with pytest.raises(ValueError, match="unique"):
         Constraints(targets=[LatencyTarget("x", 1.0, lat.get), LatencyTarget("x", 2.0, lat.get)])
+
+
+def test_a_measured_latency_decides_and_the_prediction_is_recorded():
+    predicted = {"a": 40.0, "b": 70.0}
+    measured = {"a": 55.0, "b": 45.0}  # the table is wrong both ways: the measurement decides
+    t = LatencyTarget("phone", 50.0, predicted.__getitem__, measure=measured.__getitem__, device="adb:X")
+    c = Constraints(mult_adds=lambda g: 1e9, targets=[t])
+    ok, reason, figs = c.check("a")
+    assert (ok, reason) == (False, "latency phone 55.000 ms over the budget 50.000 ms")
+    assert figs["latency_ms"] == {"phone": 55.0} and figs["latency_predicted_ms"] == {"phone": 40.0}
+    assert figs["latency_measured_ms"] == {"phone": 55.0}
+    assert c.check("b")[0]
+    measured_only = Constraints(mult_adds=lambda g: 1e9, targets=[LatencyTarget("m", 50.0, measure=measured.get)])
+    assert measured_only.check("b")[2]["latency_predicted_ms"] == {}
+    with pytest.raises(ValueError, match="profile\\) or a device"):
+        LatencyTarget("none", 50.0)
+    with pytest.raises(ValueError, match="device"):
+        LatencyTarget.from_device("bad", 50.0, device="usb:1")
+
+
+def test_a_host_target_measures_the_candidate_in_the_loop():
+    """A real measurement: the candidate is converted to TFLite and timed by LiteRT on this host."""
+    t = LatencyTarget.from_device("host", 1000.0, "host", profile=None, input_size=(12, 16), runs=3, warmup=1)
+    lat = t.latency(Genotype.parse("conv3@in"))
+    assert lat["predicted"] is None and lat["measured"] == lat["used"] and 0 < lat["measured"] < 1000
 
 
 def test_mnas_reward_by_hand():

@@ -132,6 +132,13 @@ def cmd_train(args):
     from ..train.trainer import train
 
     cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    if args.genotype and Path(args.genotype).is_file():  # a TPSR-family checkpoint: train its cell
+        from ..checkpoint import read_checkpoint
+
+        genotype = (read_checkpoint(args.genotype).get("config") or {}).get("genotype")
+        if not genotype:
+            raise ValueError(f"{args.genotype}: not a checkpoint of a TPSR-family network (it has no genotype)")
+        args.genotype = genotype
     overrides = list(args.set)
     for key in ("model", "out_dir", "steps", "train_data", "val_data", "init_from", "genotype", "seed"):
         value = getattr(args, key)

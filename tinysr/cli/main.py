@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import commands
+from . import commands, search
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     s.add_argument("--model"), s.add_argument("--out-dir"), s.add_argument("--steps", type=int)
     s.add_argument("--train-data", nargs="+"), s.add_argument("--val-data"), s.add_argument("--init-from")
-    s.add_argument("--genotype", help="TPSR-family cell, e.g. 'conv3@in conv3@0'")
+    s.add_argument("--genotype", help="TPSR-family cell, e.g. 'conv3@in conv3@0', or a checkpoint whose cell to train "
+                   "(e.g. one from tinysr search export)")
     s.add_argument("--seed", type=int)
     s.add_argument("--no-resume", action="store_true", help="start over even if OUT_DIR/last.pt exists")
     s.add_argument("-q", "--quiet", action="store_true")
@@ -170,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", dest="json_out", help="write the per-genotype results and statistics here")
     v.add_argument("-q", "--quiet", action="store_true")
     v.set_defaults(func=commands.cmd_lut_validate)
+
+    search.add_parser(sub)
 
     s = sub.add_parser("import-weights", help="convert a published checkpoint (e.g. TPSR authors' .pt) into a tinysr checkpoint")
     s.add_argument("source")

@@ -55,16 +55,45 @@ Modules:
     rejected candidates enter with the worst accepted reward seen so far by default). The
     learning rate and batch size defaults are tuned on the surrogate benchmark in
     ``tests/test_search_core.py`` (ENAS-pytorch's lr 3.5e-4 leaves the policy near uniform within
-    a few thousand samples); baseline decay and entropy weight are ENAS-pytorch's.
+    a few thousand samples); baseline decay and entropy weight are ENAS-pytorch's. A strategy
+    declares its ``objectives`` / ``directions``: one maximised reward by default; the
+    multi-objective ``nsga2`` and ``tpe`` take ``(psnr, latency)`` per result and keep no single
+    best.
+
+:mod:`tinysr.search.optuna_strategy`
+    ``nsga2`` (:class:`NSGA2Strategy`, Optuna's NSGA-II) and ``tpe`` (:class:`TPEStrategy`,
+    Optuna's multi-objective TPE) over ``(psnr, latency)`` (maximise / minimise), for the whole
+    Pareto front (``pareto_front()``) rather than one latency budget. An in-memory Optuna study
+    per strategy, separate from any run store; exact resume from the JSON state (every trial,
+    the samplers' system attributes, and per-ask samplers seeded from the checkpointed
+    generator). Needs ``optuna`` when built, not when imported.
 
 :mod:`tinysr.search.weight_store`
     :class:`WeightStore`: weights per (node, operation), replaced by a trained candidate's only
     if its score beats every earlier candidate that used that operation at that node (Eq. 5;
     ties keep the earlier weights); the skeleton comes from the best candidate so far. Builds
     ``CellSR`` state dicts that load with ``strict=True``; saves atomically.
+
+:mod:`tinysr.search.proxy`
+    The proxy task: :class:`ProxyTask` (patch size, steps, batch, learning rate, held-out
+    validation images), :class:`ProxyData` (decoded once per worker; deterministic batches),
+    :func:`train_steps` (L1 training on any iterable of batches, in-memory data included),
+    :func:`validation_psnr`, :func:`bicubic_psnr`, :func:`evaluate_candidate`.
+
+:mod:`tinysr.search.config`, :mod:`tinysr.search.driver`, :mod:`tinysr.search.backends`
+    The search run: :class:`~tinysr.search.config.SearchConfig` (one YAML file),
+    :func:`~tinysr.search.driver.run_search` (rounds of ask / constraint check / parallel
+    evaluation / Eq. 5 offers / tell / atomic checkpoint; exact resume after a kill) and the
+    backends that evaluate (in-process, local process pool, Ray).
+
+:mod:`tinysr.search.run_store`, :mod:`tinysr.search.report`
+    The run store (one Optuna study per run, its schema written once) and what reads it:
+    leaderboard, Pareto-front and reward plots, export of a candidate as a checkpoint.
 """
 from .reward import Constraints, LatencyTarget, Reward, default_mult_adds, mnas_factor
 from .space import CELL_INPUT_PARAM, TPSR_SPACE, GeneratorSpace, decode, encode, space_size
+from .optuna_strategy import NSGA2Strategy, OptunaStrategy, TPEStrategy
+from .proxy import ProxyData, ProxyResult, ProxyTask, bicubic_psnr, evaluate_candidate, train_steps, validation_psnr
 from .strategies import (DEFAULT_LR, ENAS_PYTORCH_LR, STRATEGIES, RandomStrategy, ReinforceStrategy, Strategy,
                          make_strategy)
 from .weight_store import WeightStore
@@ -73,5 +102,7 @@ __all__ = [
     "CELL_INPUT_PARAM", "TPSR_SPACE", "GeneratorSpace", "decode", "encode", "space_size",
     "Constraints", "LatencyTarget", "Reward", "default_mult_adds", "mnas_factor",
     "DEFAULT_LR", "ENAS_PYTORCH_LR", "STRATEGIES", "RandomStrategy", "ReinforceStrategy", "Strategy", "make_strategy",
+    "NSGA2Strategy", "OptunaStrategy", "TPEStrategy",
     "WeightStore",
+    "ProxyData", "ProxyResult", "ProxyTask", "bicubic_psnr", "evaluate_candidate", "train_steps", "validation_psnr",
 ]

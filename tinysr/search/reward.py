@@ -10,7 +10,8 @@ returns ``(ok, reason, figures)``; the figures are computed for every candidate,
 so a run store can record them.
 
 Mult-Adds and latency come in as callables (``genotype -> float``), so a search can swap in
-another counter or a measured latency. The default Mult-Adds is the closed form of the whole
+another counter; a target's latency is predicted by a table, measured on the device in the loop
+(:meth:`LatencyTarget.from_device`), or both (the measurement decides, the prediction is recorded). The default Mult-Adds is the closed form of the whole
 network, :func:`tinysr.models.tpsr.mult_adds`, at ``scale`` / ``n_feats`` / ``input_size``
 (default x4, 16 features, a 180 x 320 input: the usual "Mult-Adds for a 720p output"
 convention).
@@ -63,16 +64,21 @@ def default_mult_adds(scale: int = 4, n_feats: int = 16, input_size=(180, 320)) 
 
 @dataclass(frozen=True)
 class LatencyTarget:
-    """A latency budget: ``predict(genotype)`` in ms against ``budget_ms``.
+    """A latency budget on one device: ``budget_ms`` against the candidate's latency.
 
-    ``hard`` (default): reject candidates predicted over budget; ``hard=False``: the target only
-    shapes the reward.
+    The latency comes from ``predict`` (a latency table: fast, see :meth:`from_profile`), from
+    ``measure`` (the device timed in the loop: slow, exact, see :meth:`from_device`), or both: a
+    measured value, when there is one, is what the constraint and the reward use, and the
+    prediction is recorded beside it. ``hard`` (default): reject candidates over budget before
+    training; ``hard=False``: the target only shapes the reward.
     """
 
     name: str
     budget_ms: float
-    predict: GenotypeFn = field(compare=False)
+    predict: GenotypeFn | None = field(default=None, compare=False)
     hard: bool = True
+    measure: GenotypeFn | None = field(default=None, compare=False)
+    device: str | None = None  # what ``measure`` times ("host", "adb:SERIAL"), for records
 
     def __post_init__(self):
         if not self.name:
@@ -80,6 +86,8 @@ class LatencyTarget:
         if not (self.budget_ms > 0 and math.isfinite(self.budget_ms)):
             raise ValueError(f"latency target {self.name!r}: the budget must be a positive number of ms, "
                              f"got {self.budget_ms}")
+        if self.predict is None and self.measure is None:
+            raise ValueError(f"latency target {self.name!r}: give a latency table (profile) or a device to measure")
 
     @classmethod
     def from_profile(cls, name: str, budget_ms: float, profile, hard: bool = True, input_size=None, scale=None,
@@ -89,16 +97,48 @@ class LatencyTarget:
         The table is loaded (and, when ``input_size`` / ``scale`` / ``n_feats`` are given, checked
         against them) once, here.
         """
-        from tinysr.profile.predict import load_table, predict_latency
+        return cls(name, float(budget_ms), _table_predictor(profile, input_size, scale, n_feats), hard)
 
-        table = load_table(profile)
-        if input_size is not None or scale is not None or n_feats is not None:
-            table.check(input_size, scale, n_feats)
+    @classmethod
+    def from_device(cls, name: str, budget_ms: float, device: str = "host", hard: bool = True, profile=None,
+                    input_size=(180, 320), scale: int = 4, n_feats: int = 16, threads: int = 1, runs: int = 20,
+                    warmup: int = 3, benchmark_binary=None) -> "LatencyTarget":
+        """A target measured in the loop: every candidate converted to TFLite and timed on ``device``
+        (``"host"``: LiteRT in this process; ``"adb[:SERIAL]"``: ``benchmark_model`` on a phone), by
+        :func:`tinysr.profile.predict.measure_latency` (median of ``runs``). With ``profile`` the
+        table's prediction is recorded too."""
+        from tinysr.profile.lut import parse_device
+        from tinysr.profile.predict import measure_latency
 
-        def predict(genotype: Genotype) -> float:
-            return predict_latency(genotype, table)
+        parse_device(device)  # a malformed device fails here, not at the first candidate
+        size = tuple(int(v) for v in input_size)
 
-        return cls(name, float(budget_ms), predict, hard)
+        def measure(genotype: Genotype) -> float:
+            return float(measure_latency(genotype, device=device, runtime="litert", input_size=size, threads=threads,
+                                         runs=runs, warmup=warmup, scale=scale, n_feats=n_feats,
+                                         benchmark_binary=benchmark_binary))
+
+        predict = None if profile is None else _table_predictor(profile, size, scale, n_feats)
+        return cls(name, float(budget_ms), predict, hard, measure, device)
+
+    def latency(self, genotype: Genotype) -> dict:
+        """``{"predicted": ms or None, "measured": ms or None, "used": ms}`` of ``genotype`` on this target."""
+        predicted = None if self.predict is None else float(self.predict(genotype))
+        measured = None if self.measure is None else float(self.measure(genotype))
+        return {"predicted": predicted, "measured": measured, "used": measured if measured is not None else predicted}
+
+
+def _table_predictor(profile, input_size, scale, n_feats) -> GenotypeFn:
+    from tinysr.profile.predict import load_table, predict_latency
+
+    table = load_table(profile)
+    if input_size is not None or scale is not None or n_feats is not None:
+        table.check(input_size, scale, n_feats)
+
+    def predict(genotype: Genotype) -> float:
+        return predict_latency(genotype, table)
+
+    return predict
 
 
 @dataclass(frozen=True)
@@ -131,9 +171,19 @@ class Constraints:
         return {t.name: float(t.budget_ms) for t in self.targets}
 
     def figures(self, genotype: Genotype) -> dict:
-        """``{"mult_adds": float, "latency_ms": {target name: predicted ms}}`` of ``genotype``."""
-        return {"mult_adds": float(self.mult_adds(genotype)),
-                "latency_ms": {t.name: float(t.predict(genotype)) for t in self.targets}}
+        """``{"mult_adds": float, "latency_ms": {target: ms used}, "latency_predicted_ms": {target: ms},
+        "latency_measured_ms": {target: ms}}`` of ``genotype`` (the last two only for targets that
+        predict / measure; ``latency_ms`` is the measured value where there is one)."""
+        figs = {"mult_adds": float(self.mult_adds(genotype)), "latency_ms": {}, "latency_predicted_ms": {},
+                "latency_measured_ms": {}}
+        for t in self.targets:
+            lat = t.latency(genotype)
+            figs["latency_ms"][t.name] = lat["used"]
+            if lat["predicted"] is not None:
+                figs["latency_predicted_ms"][t.name] = lat["predicted"]
+            if lat["measured"] is not None:
+                figs["latency_measured_ms"][t.name] = lat["measured"]
+        return figs
 
     def check(self, genotype: Genotype) -> tuple[bool, str, dict]:
         """``(ok, reason, figures)``: ``reason`` is ``""`` when ok, else every violated constraint with its numbers."""

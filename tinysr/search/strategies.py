@@ -13,6 +13,15 @@ One small interface (:class:`Strategy`), called by a search driver:
   values are exact in JSON). A driver that saves the state after every ``tell`` and restores it
   into a fresh object continues exactly, bit for bit, as an uninterrupted run.
 
+*Objectives.* A strategy declares what ``tell`` receives per result: :attr:`Strategy.objectives`
+(names) and :attr:`Strategy.directions` (``"maximize"`` / ``"minimize"``). The default is one
+objective, ``("reward",)`` maximised: a result is ``(decisions, reward or None)``. A
+multi-objective strategy (``nsga2``, ``tpe``: ``("psnr", "latency")``, maximise / minimise) takes
+``(decisions, (value, ...) or None)``, one finite number per objective in that order. Such a
+strategy has no single best result: ``best_reward`` / ``best_decisions`` / ``best_genotype`` stay
+``None`` (the driver picks its best from its own run store; the Optuna strategies list their
+non-dominated results with ``pareto_front()``).
+
 Strategies (:data:`STRATEGIES`, :func:`make_strategy`):
 
 ``random``
@@ -75,6 +84,12 @@ Strategies (:data:`STRATEGIES`, :func:`make_strategy`):
       keeps proposing infeasible candidates.
 
     Rejected results never move the baseline.
+
+``nsga2``, ``tpe``
+    Multi-objective samplers from Optuna (NSGA-II; TPE with hypervolume-based splits) over
+    ``(psnr, latency)``, for a whole Pareto front rather than one latency budget. An in-memory
+    Optuna study behind this interface, checkpointed exactly: see
+    :mod:`tinysr.search.optuna_strategy`. Optuna is imported only when one of them is built.
 """
 from __future__ import annotations
 
@@ -136,11 +151,35 @@ def _check_reward(reward, where: str):
     return r
 
 
+def _check_values(values, where: str, objectives: Sequence[str]):
+    """One result of a multi-objective strategy: ``None`` (rejected) or one finite number per objective."""
+    if values is None:
+        return None
+    names = ", ".join(objectives)
+    if isinstance(values, (str, bytes)) or not isinstance(values, (tuple, list, np.ndarray)):
+        raise ValueError(f"{where}: expected {len(objectives)} values ({names}) or None (rejected), got {values!r}")
+    if len(values) != len(objectives):
+        raise ValueError(f"{where}: expected {len(objectives)} values ({names}), got {len(values)}: {list(values)!r}")
+    out = []
+    for name, v in zip(objectives, values):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise ValueError(f"{where}: {name} must be a number, got {v!r}")
+        v = float(v)
+        if not math.isfinite(v):
+            raise ValueError(f"{where}: {name} = {v} is not finite (report a failed candidate as None)")
+        out.append(v)
+    return tuple(out)
+
+
 # ----------------------------------------------------------------------------- interface
 class Strategy(abc.ABC):
     """Base class: counters, best result, RNG and the ``ask`` / ``tell`` / state contract."""
 
     name = ""
+    #: Names of the values ``tell`` takes per result (one: a plain number; more: a sequence in this order).
+    objectives: tuple[str, ...] = ("reward",)
+    #: ``"maximize"`` or ``"minimize"`` per objective.
+    directions: tuple[str, ...] = ("maximize",)
 
     def __init__(self, space: GeneratorSpace = TPSR_SPACE, seed: int | None = 0):
         self.space = space
@@ -161,27 +200,41 @@ class Strategy(abc.ABC):
         self.asked += n
         return out
 
-    def tell(self, results: Iterable[tuple[Sequence[int] | Genotype, float | None]]) -> int:
-        """Record results ``(decisions or Genotype, reward or None)``; returns the number of policy updates made."""
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    def tell(self, results: Iterable[tuple[Sequence[int] | Genotype, float | Sequence[float] | None]]) -> int:
+        """Record results ``(decisions or Genotype, reward or None)``; returns the number of policy updates made.
+
+        A multi-objective strategy takes ``(decisions or Genotype, (value, ...) or None)``, one
+        value per entry of :attr:`objectives`. Every result is checked before any is recorded.
+        """
         batch = []
+        what = "reward" if not self.multi_objective else "(" + ", ".join(self.objectives) + ")"
         for k, item in enumerate(results):
             try:
                 cand, reward = item
             except (TypeError, ValueError):
-                raise ValueError(f"result {k}: expected (decisions, reward), got {item!r}") from None
+                raise ValueError(f"result {k}: expected (decisions, {what}), got {item!r}") from None
             decisions = (self.space.encode(cand) if isinstance(cand, (Genotype, str))
                          else self.space.validate(cand))
-            batch.append((decisions, _check_reward(reward, f"result {k}")))
+            reward = (_check_values(reward, f"result {k}", self.objectives) if self.multi_objective
+                      else _check_reward(reward, f"result {k}"))
+            batch.append((decisions, reward))
         for decisions, reward in batch:
             self.told += 1
             if reward is None:
                 self.rejected += 1
+            elif self.multi_objective:
+                continue  # no single best: see the module doc
             elif self.best_reward is None or reward > self.best_reward:
                 self.best_reward, self.best_decisions = reward, decisions
         return self._observe(batch)
 
     @property
     def best_genotype(self) -> Genotype | None:
+        """The best result's genotype (``None`` before any accepted result; always for a multi-objective strategy)."""
         return None if self.best_decisions is None else self.space.decode(self.best_decisions)
 
     # ------------------------------------------------------------------ state
@@ -403,3 +456,8 @@ def make_strategy(name: str, space: GeneratorSpace = TPSR_SPACE, seed: int | Non
     except KeyError:
         raise ValueError(f"unknown search strategy {name!r}; known: {', '.join(STRATEGIES)}") from None
     return cls(space, seed, **options)
+
+
+# ``nsga2`` and ``tpe`` subclass Strategy, so they are defined after it and add themselves to
+# STRATEGIES on import (works whichever of the two modules is imported first)
+from . import optuna_strategy  # noqa: E402,F401

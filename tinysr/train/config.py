@@ -94,13 +94,23 @@ class TrainConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
-def _hint(key: str):
-    return typing.get_type_hints(TrainConfig)[key]
+def _hint(key: str, cls=None):
+    return typing.get_type_hints(cls or TrainConfig)[key]
 
 
-def _typed(key: str, value, source: str):
+_WHAT = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list[str]: "a list of strings",
+         list[int]: "a list of integers", dict: "a mapping", tuple[float, float]: "two numbers, e.g. [0.9, 0.999]"}
+
+
+def typed_field(cls, key: str, value, source: str):
+    """``value`` as the type the dataclass ``cls`` declares for field ``key``; else a one-line error
+    naming key, value and the expected type (shared by every config dataclass)."""
+    return _typed(key, value, source, cls)
+
+
+def _typed(key: str, value, source: str, cls=None):
     """``value`` as the type the field ``key`` declares; else a one-line error naming key, value and type."""
-    hint = _hint(key)
+    hint = _hint(key, cls)
     optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
     if optional:
         if value is None:
@@ -109,12 +119,15 @@ def _typed(key: str, value, source: str):
     try:
         return _convert(hint, value)
     except (TypeError, ValueError, OverflowError):
-        what = {int: "an integer", float: "a number", str: "a string", list[str]: "a list of strings",
-                tuple[float, float]: "two numbers, e.g. [0.9, 0.999]"}[hint]
+        what = _WHAT[hint]
         raise ValueError(f"{source}: {key} must be {what}{' or null' if optional else ''}, got {value!r}") from None
 
 
 def _convert(hint, value):
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise TypeError
+        return value
     if isinstance(value, bool):  # YAML's yes/no/true: never a number or a text here
         raise TypeError
     if hint is int:
@@ -133,6 +146,14 @@ def _convert(hint, value):
         if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
             raise TypeError
         return items
+    if hint == list[int]:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError
+        return [_convert(int, v) for v in value]
+    if hint is dict:
+        if not isinstance(value, dict):
+            raise TypeError
+        return dict(value)
     if hint == tuple[float, float]:
         if not isinstance(value, (list, tuple)) or len(value) != 2:
             raise TypeError

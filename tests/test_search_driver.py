@@ -1,0 +1,260 @@
+"""The generator-search driver end to end: constraints recorded in the study, Eq. 5 store updates,
+kill -9 and resume, the local process pool and a real local Ray instance, the CLI."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tinysr.genotype import TPSR_GENOTYPE
+from tinysr.search import run_store
+from tinysr.search.config import SearchConfig
+from tinysr.search.driver import Search, run_search
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = ROOT / "profiles" / "host-amd-epyc-litert-1t.json"
+
+
+def config(photo_dir, run_dir, **over) -> dict:
+    cfg = {"run_dir": str(run_dir), "seed": 3, "scale": 4, "n_feats": 16, "input_size": [180, 320],
+           "max_mult_adds": 2.5e9, "strategy": "reinforce", "evaluations": 6, "round_size": 2,
+           "workers": 0, "threads": 1,
+           "proxy": {"train_data": [str(photo_dir)], "scale": 4, "val_images": 1, "val_size": 16, "patch_size": 8,
+                     "batch_size": 4, "steps": 2, "lr": 2e-3, "seed": 0}}
+    cfg.update(over)
+    return cfg
+
+
+def finished(run_dir) -> list[tuple]:
+    """Every finished trial as comparable data, by candidate (no trial numbers, no timings)."""
+    _, study = run_store.open_run(run_dir)
+    out = []
+    for r in run_store.trial_records(study):
+        if r.state in ("complete", "rejected"):
+            out.append((r.candidate, r.state, tuple(sorted(r.params.items())), r.values, r.genotype, r.psnr, r.reward,
+                        r.rejected, r.mult_adds, tuple(sorted(r.latency_ms.items()))))
+    return sorted(out)
+
+
+def test_a_search_records_every_candidate_and_respects_the_limits(photo_dir, tmp_path):
+    cfg = SearchConfig.from_dict(config(photo_dir, tmp_path / "run", latency=[
+        {"name": "epyc", "profile": str(PROFILE), "budget_ms": 55.0}]))
+    summary = run_search(cfg, progress=False)
+    _, study = run_store.open_run(tmp_path / "run")
+    recs = run_store.trial_records(study)
+    done = [r for r in recs if r.state == "complete"]
+    rejected = [r for r in recs if r.state == "rejected"]
+    assert len(done) == summary["evaluated"] == 6 and len(rejected) == summary["rejected"] > 0
+    assert summary["candidates"] == len(recs)
+    for r in done:  # read back from the study: every accepted trial is within both limits
+        assert r.mult_adds <= 2.5e9 and r.latency_ms["epyc"] <= 55.0
+        assert r.values == [pytest.approx(r.reward)] and (tmp_path / "run" / r.weights).is_file()
+        assert r.psnr > 0 and r.eval_s > 0
+    for r in rejected:
+        over_ma, over_lat = r.mult_adds > 2.5e9, r.latency_ms["epyc"] > 55.0
+        assert over_ma or over_lat
+        assert ("Mult-Adds" in r.rejected) == over_ma and ("latency epyc" in r.rejected) == over_lat
+    meta = study.user_attrs["tinysr"]
+    assert meta["reference"]["genotype"] == str(TPSR_GENOTYPE) and meta["reference"]["latency_ms"]["epyc"] > 55
+    assert meta["psnr_min"] == pytest.approx(meta["bicubic_psnr"])  # auto: bicubic with a latency target
+    # the reward is MnasNet's over the PSNR gain on bicubic
+    r = done[0]
+    gain = max(0.0, r.psnr - meta["psnr_min"])
+    assert r.reward == pytest.approx(gain * (r.latency_ms["epyc"] / 55.0) ** -0.07, rel=1e-9)
+    # Eq. 5: the store holds, per (node, op), the best PSNR of the candidates that used it
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    from tinysr.search import WeightStore
+
+    store = WeightStore.from_state(ckpt["store"])
+    best = {}
+    for r in done:
+        for i, node in enumerate(r.genotype.split()):
+            key = (i, node.split("@")[0])
+            best[key] = max(best.get(key, -1e9), r.psnr)
+    assert {k: store.score(*k) for k in best} == best
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(photo_dir, tmp_path):
+    ref = SearchConfig.from_dict(config(photo_dir, tmp_path / "ref"))
+    run_search(ref, progress=False)
+
+    class Crash(Exception):
+        pass
+
+    class CrashingBackend:
+        """The in-process backend, crashing after ``after`` evaluations (mid-round)."""
+
+        def __init__(self, search, after):
+            from tinysr.search.backends import InProcessBackend
+
+            self.inner, self.after, self.done = InProcessBackend(search.cfg.proxy, search.data), after, 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def evaluate(self, jobs):
+            for item in self.inner.evaluate(jobs):
+                if self.done == self.after:
+                    raise Crash()
+                self.done += 1
+                yield item
+
+    cfg = SearchConfig.from_dict(config(photo_dir, tmp_path / "run"))
+    s = Search(cfg, progress=False)
+    with pytest.raises(Crash):
+        s.run(CrashingBackend(s, 3))
+    _, study = run_store.open_run(tmp_path / "run")
+    assert [r.state for r in run_store.trial_records(study)].count("failed") == 1  # the one running at the crash
+    s = Search(cfg, resume=True, progress=False)
+    summary = s.run()
+    assert summary["evaluated"] == 6
+    assert finished(tmp_path / "run") == finished(tmp_path / "ref")
+
+
+def test_a_run_is_not_overwritten_and_resume_refuses_another_config(photo_dir, tmp_path):
+    data = config(photo_dir, tmp_path / "run", evaluations=2)
+    run_search(SearchConfig.from_dict(data), progress=False)
+    with pytest.raises(ValueError, match="already holds a search run"):
+        run_search(SearchConfig.from_dict(data), progress=False)
+    with pytest.raises(ValueError, match="max_mult_adds: 2500000000.0 -> 3000000000.0"):
+        run_search(SearchConfig.from_dict({**data, "max_mult_adds": 3e9}), resume=True, progress=False)
+    with pytest.raises(FileNotFoundError, match="no search run to resume"):
+        run_search(SearchConfig.from_dict({**data, "run_dir": str(tmp_path / "none")}), resume=True, progress=False)
+    # more evaluations may be asked for on resume: the run goes on from where it stopped
+    summary = run_search(SearchConfig.from_dict({**data, "evaluations": 4}), resume=True, progress=False)
+    assert summary["evaluated"] == 4
+
+
+def test_an_impossible_budget_stops_with_a_clear_error(photo_dir, tmp_path):
+    cfg = SearchConfig.from_dict(config(photo_dir, tmp_path / "run", max_mult_adds=1e6, max_candidates=30))
+    with pytest.raises(RuntimeError, match="30 candidates sampled, 30 rejected, and only 0 evaluated"):
+        run_search(cfg, progress=False)
+
+
+def test_the_process_pool_and_ray_give_the_same_trials(photo_dir, tmp_path):
+    """Two spawned worker processes, then a real local Ray instance (ray.init(num_cpus=2)), against
+    evaluations in the driver's process."""
+    ray = pytest.importorskip("ray")
+    base = config(photo_dir, tmp_path / "inproc", evaluations=4)
+    run_search(SearchConfig.from_dict(base), progress=False)
+    run_search(SearchConfig.from_dict({**base, "run_dir": str(tmp_path / "pool"), "workers": 2}), progress=False)
+    assert finished(tmp_path / "pool") == finished(tmp_path / "inproc")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        run_search(SearchConfig.from_dict({**base, "run_dir": str(tmp_path / "ray"), "backend": "ray", "workers": 2}),
+                   progress=False)
+        assert ray.is_initialized()  # an instance the caller started is left running
+    finally:
+        ray.shutdown()
+    assert finished(tmp_path / "ray") == finished(tmp_path / "inproc")
+
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "tinysr.cli.main", *args], capture_output=True, text=True,
+                          cwd=ROOT, **kw)
+
+
+def test_kill_9_at_random_moments_then_resume(photo_dir, tmp_path):
+    """A real search process killed with SIGKILL at random moments, resumed each time: its finished
+    trials equal an uninterrupted run's, no finished candidate is recorded twice, and the trials
+    that were running at a kill are marked failed."""
+    data = config(photo_dir, tmp_path / "ref", evaluations=16, round_size=2)
+    data["proxy"]["steps"] = 40  # ~0.3 s per evaluation: kills land in evaluations, writes and start-up alike
+    run_search(SearchConfig.from_dict(data), progress=False)
+    cfg_path = tmp_path / "kill.yaml"
+    cfg_path.write_text(yaml.safe_dump({**data, "run_dir": str(tmp_path / "run")}))
+    rng = random.Random(7)
+    kills, resume = 0, []
+    for attempt in range(8):
+        proc = subprocess.Popen([sys.executable, "-m", "tinysr.cli.main", "search", "generator", "--config",
+                                 str(cfg_path), "-q", *resume], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(3.5, 8.0))  # start-up (imports, data) takes ~4 s
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        out, err = proc.communicate()
+        if (tmp_path / "run" / "run.json").is_file():
+            resume = ["--resume"]
+        if proc.returncode == 0:
+            break
+    else:
+        r = _cli("search", "generator", "--config", str(cfg_path), "-q", "--resume")
+        assert r.returncode == 0, r.stderr
+    assert kills >= 3
+    got = finished(tmp_path / "run")
+    assert len({c[0] for c in got}) == len(got)  # no candidate finished twice
+    assert got == finished(tmp_path / "ref")
+    _, study = run_store.open_run(tmp_path / "run")
+    states = [r.state for r in run_store.trial_records(study)]
+    assert "running" not in states and states.count("failed") >= 1  # at least one kill hit a running evaluation
+
+
+def test_cli_search_show_and_export(photo_dir, tmp_path):
+    cfg_path = tmp_path / "s.yaml"
+    cfg_path.write_text(yaml.safe_dump(config(photo_dir, tmp_path / "run", evaluations=2, latency=[
+        {"name": "epyc", "profile": str(PROFILE), "budget_ms": 60.0}])))
+    r = _cli("search", "generator", "--config", str(cfg_path), "-q")
+    assert r.returncode == 0, r.stderr
+    assert "2 evaluated" in r.stdout and (tmp_path / "run" / "pareto.png").is_file()
+    r = _cli("search", "show", str(tmp_path / "run"), "--top", "3")
+    assert r.returncode == 0, r.stderr
+    ckpt = tmp_path / "best.pt"
+    r = _cli("search", "export", str(tmp_path / "run"), "--best", "-o", str(ckpt))
+    assert r.returncode == 0, r.stderr
+    r = _cli("lut", "predict", str(ckpt), "--profile", str(PROFILE))
+    assert r.returncode == 0, r.stderr
+    r = _cli("train", "--genotype", str(ckpt), "--init-from", str(ckpt), "--train-data", str(photo_dir), "--steps", "2",
+             "--out-dir", str(tmp_path / "train"), "--set", "patch_size=8", "--set", "batch_size=2", "-q")
+    assert r.returncode == 0, r.stderr
+    assert f"initialised {len(torch.load(ckpt, weights_only=True)['state_dict'])}/" in r.stdout + r.stderr
+    r = _cli("export", "--model", str(ckpt), "--target", "onnx", "--input-size", "16x16", "-o",
+             str(tmp_path / "best.onnx"), "-q")
+    assert r.returncode == 0, r.stderr
+    r = _cli("search", "generator", "--config", str(cfg_path), "-q")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--resume" in r.stderr
+
+
+def test_optuna_dashboard_shows_the_objective_values(photo_dir, tmp_path):
+    """The dashboard's own web app (WSGI, no server) reads the run: the study with its objective
+    name, and every evaluated trial with its reward as the value and the genotype as an attribute."""
+    import io
+    import json
+    from wsgiref.util import setup_testing_defaults
+
+    from optuna_dashboard import wsgi
+
+    run_search(SearchConfig.from_dict(config(photo_dir, tmp_path / "run", evaluations=2)), progress=False)
+    info, study = run_store.open_run(tmp_path / "run")
+    app = wsgi(info.storage)
+
+    def get(path):
+        env = {"PATH_INFO": path, "REQUEST_METHOD": "GET", "wsgi.input": io.BytesIO()}
+        setup_testing_defaults(env)
+        status = []
+        body = b"".join(app(env, lambda s, h, *a: status.append(s)))
+        assert status[0].startswith("200"), (path, status)
+        return json.loads(body)
+
+    studies = get("/api/studies")["study_summaries"]
+    assert [s["study_name"] for s in studies] == [info.study_name]
+    detail = get(f"/api/studies/{studies[0]['study_id']}")
+    assert detail["objective_names"] == ["reward"]
+    complete = [t for t in detail["trials"] if t["state"] == "Complete"]
+    records = {r.number: r for r in run_store.trial_records(study, states=("complete",))}
+    assert len(complete) == 2
+    for t in complete:
+        assert t["values"] == [pytest.approx(records[t["number"]].reward)]
+        attrs = {a["key"]: a["value"] for a in t["user_attrs"]}
+        assert attrs["genotype"] == records[t["number"]].genotype

@@ -1,0 +1,194 @@
+"""Where proxy evaluations run: in the driver's process, a local process pool, or a Ray cluster.
+
+The driver keeps the study, the strategy and the weight store; a backend only turns jobs
+``(genotype text, initial state dict, n_feats)`` into :class:`~tinysr.search.proxy.ProxyResult`\\ s
+with :func:`~tinysr.search.proxy.evaluate_candidate`. Every backend runs the same function with the
+same thread count on the same data, so a search gives the same trials on any backend and with any
+number of workers (evaluations are deterministic; the driver applies results in candidate order).
+
+* ``inprocess`` (``workers: 0``): one evaluation at a time in the driver (tests, debugging,
+  measuring the driver's overhead).
+* ``local`` (default): a pool of ``workers`` spawned processes, each loading the proxy data once.
+* ``ray``: ``workers`` Ray actors, each reserving ``threads`` CPUs. Without an ``address`` a local
+  Ray instance is started (and stopped at the end); with one (``ray://host:10001`` or
+  ``host:6379``) the actors run on that cluster. The driver puts the decoded proxy data in Ray's
+  object store once, so the cluster's machines need tinysr installed but not the image files.
+
+An evaluation that fails on its own (a diverging loss, a candidate that cannot be built) comes back
+as a one-line error for that candidate; a backend that breaks (a worker process killed, a lost
+Ray node) raises, and the search resumes from its checkpoint.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+from typing import Iterator, Sequence
+
+from .proxy import ProxyData, ProxyTask, evaluate_candidate
+
+Job = tuple  # (genotype text, initial state dict or None, n_feats)
+Outcome = tuple  # ("ok", ProxyResult) or ("error", one-line message)
+
+_WORKER: dict = {}
+
+
+def run_job(job: Job, task: ProxyTask, data: ProxyData, threads: int) -> Outcome:
+    genotype, init_state, n_feats = job
+    try:
+        return "ok", evaluate_candidate(genotype, init_state, task, data, n_feats=n_feats, threads=threads)
+    except (ValueError, RuntimeError) as e:
+        return "error", f"{type(e).__name__}: {' '.join(str(e).split())}"
+
+
+class InProcessBackend:
+    """Evaluations one at a time in this process."""
+
+    name = "inprocess"
+
+    def __init__(self, task: ProxyTask, data: ProxyData, threads: int = 1):
+        self.task, self.data, self.threads = task, data, threads
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def evaluate(self, jobs: Sequence[Job]) -> Iterator[tuple[int, Outcome]]:
+        for i, job in enumerate(jobs):
+            yield i, run_job(job, self.task, self.data, self.threads)
+
+
+def _pool_init(task_dict: dict, threads: int):
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(threads)
+    task = ProxyTask.from_dict(task_dict)
+    with warnings.catch_warnings():  # the driver loaded the same files and already named the unusable ones
+        warnings.simplefilter("ignore")
+        data = ProxyData.load(task)
+    _WORKER.update(task=task, data=data, threads=threads)
+
+
+def _pool_run(job: Job) -> Outcome:
+    return run_job(job, _WORKER["task"], _WORKER["data"], _WORKER["threads"])
+
+
+class LocalBackend:
+    """A pool of ``workers`` spawned processes (spawn: no torch/OpenMP state is forked)."""
+
+    name = "local"
+
+    def __init__(self, task: ProxyTask, workers: int = 2, threads: int = 1):
+        self.task, self.workers, self.threads = task, int(workers), int(threads)
+        self.pool: cf.ProcessPoolExecutor | None = None
+
+    def __enter__(self):
+        self.pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_pool_init,
+                                           initargs=(self.task.to_dict(), self.threads))
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+            self.pool = None
+        return False
+
+    def evaluate(self, jobs: Sequence[Job]) -> Iterator[tuple[int, Outcome]]:
+        futures = {self.pool.submit(_pool_run, job): i for i, job in enumerate(jobs)}
+        try:
+            for fut in cf.as_completed(futures):
+                try:
+                    outcome = fut.result()
+                except cf.process.BrokenProcessPool:
+                    raise RuntimeError("a search worker process died (killed or out of memory); "
+                                       "resume the search with --resume") from None
+                yield futures[fut], outcome
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+
+class _RayEvaluator:
+    def __init__(self, task_dict: dict, data: ProxyData, threads: int):
+        import torch
+
+        torch.set_num_threads(threads)
+        self.task, self.data, self.threads = ProxyTask.from_dict(task_dict), data, threads
+
+    def run(self, job: Job) -> Outcome:
+        return run_job(job, self.task, self.data, self.threads)
+
+
+class RayBackend:
+    """``workers`` Ray actors on a local instance (no ``address``) or on the cluster at ``address``."""
+
+    name = "ray"
+
+    def __init__(self, task: ProxyTask, data: ProxyData, workers: int = 2, threads: int = 1,
+                 address: str | None = None):
+        self.task, self.data, self.workers, self.threads, self.address = task, data, int(workers), int(threads), address
+        self.actors: list = []
+        self._started = False
+
+    def __enter__(self):
+        import logging
+
+        import ray
+
+        if not ray.is_initialized():
+            kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+            if self.address:
+                ray.init(address=self.address, **kwargs)
+            else:
+                ray.init(num_cpus=self.workers * self.threads, **kwargs)
+            self._started = True
+        data_ref = ray.put(self.data)
+        actor = ray.remote(num_cpus=self.threads)(_RayEvaluator)
+        self.actors = [actor.remote(self.task.to_dict(), data_ref, self.threads) for _ in range(self.workers)]
+        return self
+
+    def __exit__(self, *exc):
+        import ray
+
+        for a in self.actors:
+            ray.kill(a)
+        self.actors = []
+        if self._started:
+            ray.shutdown()
+            self._started = False
+        return False
+
+    def evaluate(self, jobs: Sequence[Job]) -> Iterator[tuple[int, Outcome]]:
+        import ray
+
+        queue = list(enumerate(jobs))
+        idle = list(self.actors)
+        running: dict = {}
+        while queue or running:
+            while queue and idle:
+                i, job = queue.pop(0)
+                actor = idle.pop(0)
+                running[actor.run.remote(job)] = (i, actor)
+            done, _ = ray.wait(list(running), num_returns=1)
+            for ref in done:
+                i, actor = running.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except ray.exceptions.RayError as e:
+                    raise RuntimeError(f"a Ray worker failed ({type(e).__name__}); resume the search with --resume") \
+                        from None
+                idle.append(actor)
+                yield i, outcome
+
+
+def make_backend(name: str, task: ProxyTask, data: ProxyData, workers: int, threads: int, address: str | None = None):
+    if name == "ray":
+        return RayBackend(task, data, workers, threads, address)
+    if name != "local":
+        raise ValueError(f"backend must be local or ray, not {name!r}")
+    if workers == 0:
+        return InProcessBackend(task, data, threads)
+    return LocalBackend(task, workers, threads)

@@ -1,0 +1,349 @@
+"""The generator-search driver: the paper's Algorithm 1 (generator part) over a run store.
+
+A search proceeds in *rounds*. To form a round the driver asks the strategy for one candidate
+at a time, decodes it and checks the constraints (Mult-Adds limit, latency budgets); a rejected
+candidate is recorded at once (a PRUNED trial with its reason and figures), told to the strategy,
+and sampling continues, until ``round_size`` candidates are accepted. The accepted candidates
+are then evaluated together (in parallel on the backend), each starting from the weight store as
+it stood at the start of the round: trained on the proxy task, scored by validation PSNR,
+recorded as a COMPLETE trial (with its proxy-trained weights under ``RUN/trials/``) as soon as it
+finishes. At the end of the round, in candidate order, each is offered to the store (Eq. 5, by
+PSNR) and its reward told to the strategy; then the strategy's state, the store and the counters
+are checkpointed, in one atomic write, to ``RUN/checkpoint.pt``. ``round_size: 1`` is the paper's
+strictly sequential loop; larger rounds trade a slightly staler store for parallel evaluation.
+
+**Resume.** The driver is the study's only writer. Every candidate has a sequence number (its
+position in the strategy's stream), stored on its trial. After a kill at any moment, ``resume``
+marks the study's RUNNING (and WAITING) trials FAILED, restores the last checkpoint and replays
+the stream from there: a candidate whose trial already finished (COMPLETE or PRUNED) is taken
+from the study (its weights from its file) instead of being evaluated again, the others are
+evaluated anew. Since strategies restore exactly and evaluations are deterministic, the resumed
+run's finished trials equal an uninterrupted run's.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from tinysr.checkpoint import read_checkpoint, save_checkpoint
+from tinysr.genotype import TPSR_GENOTYPE
+from tinysr.imageio import atomic_write
+from tinysr.models.tpsr import CellSR
+
+from . import run_store
+from .backends import make_backend
+from .config import SearchConfig
+from .proxy import ProxyData, bicubic_psnr
+from .reward import Reward
+from .space import TPSR_SPACE
+from .strategies import make_strategy
+from .weight_store import WeightStore
+
+CHECKPOINT_FORMAT = "tinysr.search-checkpoint/1"
+
+
+@dataclass
+class _Candidate:
+    number: int
+    decisions: tuple
+    genotype: object
+    figures: dict
+    cached: object = None  # the finished trial of an earlier attempt (resume)
+    trial: object = None
+    psnr: float | None = None
+    reward: float | None = None
+    state_dict: dict | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Counters:
+    rounds: int = 0
+    candidates: int = 0
+    evaluated: int = 0
+    rejected: int = 0
+    failed: int = 0
+    history: list = field(default_factory=list)  # per round: timings and counts
+
+
+def objective_names(cfg: SearchConfig, strategy) -> list[str]:
+    if len(strategy.objectives) == 1:
+        return ["reward"]
+    second = f"latency_ms:{cfg.latency[0].name}" if cfg.latency else "mult_adds_g"
+    return ["psnr_db", second]
+
+
+def _objective_values(names: list[str], c: _Candidate) -> list[float]:
+    if names == ["reward"]:
+        return [c.reward]
+    second = (c.figures["latency_ms"][names[1].split(":", 1)[1]] if names[1].startswith("latency_ms:")
+              else c.figures["mult_adds"] / 1e9)
+    return [c.psnr, second]
+
+
+def _run_meta(cfg: SearchConfig, strategy, constraints, psnr_min: float, bicubic: float, fingerprint: str) -> dict:
+    names = objective_names(cfg, strategy)
+    return {"format": run_store.RUN_FORMAT, "strategy": cfg.strategy, "objectives": names,
+            "directions": list(strategy.directions), "budgets": constraints.budgets,
+            "max_mult_adds": cfg.max_mult_adds, "scale": cfg.scale, "n_feats": cfg.n_feats,
+            "input_size": list(cfg.input_size), "psnr_min": psnr_min, "psnr_max": cfg.psnr_max,
+            "bicubic_psnr": bicubic, "data": fingerprint,
+            "reference": {"genotype": str(TPSR_GENOTYPE), **constraints.figures(TPSR_GENOTYPE)},
+            "config": cfg.to_dict()}
+
+
+def _save_checkpoint(path: Path, strategy, store: WeightStore, n: _Counters) -> None:
+    payload = {"format": CHECKPOINT_FORMAT, "strategy": strategy.state_dict(), "store": store.state(),
+               "counters": {k: getattr(n, k) for k in ("rounds", "candidates", "evaluated", "rejected", "failed")},
+               "history": n.history}
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def _load_checkpoint(path: Path, strategy) -> tuple[WeightStore, _Counters]:
+    state = read_checkpoint(path)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a search checkpoint ({state.get('format')!r})")
+    strategy.load_state_dict(state["strategy"])
+    store = WeightStore.from_state(state["store"], str(path))
+    return store, _Counters(**state["counters"], history=list(state["history"]))
+
+
+def _differences(a: dict, b: dict) -> list[str]:
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+class Search:
+    """One search run (see the module doc). ``run()`` until ``cfg.evaluations`` candidates are scored."""
+
+    def __init__(self, cfg: SearchConfig, resume: bool = False, progress: bool = True):
+        self.cfg, self.progress = cfg, progress
+        self.run_dir = Path(cfg.run_dir)
+        self.ckpt_path = self.run_dir / "checkpoint.pt"
+        exists = (self.run_dir / "run.json").is_file()
+        if resume and not exists:
+            raise FileNotFoundError(f"{self.run_dir}: no search run to resume (no run.json)")
+        if not resume and exists:
+            raise ValueError(f"{self.run_dir} already holds a search run: continue it with --resume, "
+                             "or choose another run_dir")
+        self.constraints = cfg.constraints()
+        self.data = ProxyData.load(cfg.proxy, progress=progress)
+        self.strategy = make_strategy(cfg.strategy, TPSR_SPACE, seed=cfg.seed, **cfg.strategy_options)
+        if resume:
+            self.info, self.study = run_store.open_run(self.run_dir)
+            meta = self.info.meta
+            diffs = _differences(SearchConfig.from_dict(meta["config"], "the run's config").identity(), cfg.identity())
+            if diffs:
+                raise ValueError(f"{self.run_dir} was started with another configuration ({'; '.join(diffs)}); "
+                                 "only backend, workers, threads, address, evaluations and max_candidates may change")
+            if meta["data"] != self.data.fingerprint():
+                raise ValueError(f"{self.run_dir}: the proxy data changed since the run started "
+                                 "(other training or validation images)")
+            self.psnr_min = meta["psnr_min"]
+            self.store, self.n = _load_checkpoint(self.ckpt_path, self.strategy)
+            self.stale = run_store.fail_stale_trials(self.study)
+        else:
+            bicubic = bicubic_psnr(self.data.val, cfg.scale)
+            self.psnr_min = cfg.psnr_floor(bicubic)
+            meta = _run_meta(cfg, self.strategy, self.constraints, self.psnr_min, bicubic, self.data.fingerprint())
+            self.info, self.study = run_store.create_run(self.run_dir, meta, cfg.storage, self.run_dir.name)
+            self.store, self.n = WeightStore(TPSR_SPACE, cfg.scale, cfg.n_feats, cfg.seed), _Counters()
+            self.stale = 0
+            _save_checkpoint(self.ckpt_path, self.strategy, self.store, self.n)
+        self.objectives = self.info.meta["objectives"]
+        self.reward = Reward(psnr_min=self.psnr_min, psnr_max=cfg.psnr_max, alpha=cfg.alpha, beta=cfg.beta,
+                             budgets=self.constraints.budgets)
+        self.trials_dir = self.run_dir / "trials"
+        self.trials_dir.mkdir(parents=True, exist_ok=True)
+        self.best: _Candidate | None = None
+
+    # ----------------------------------------------------------------- records
+    def _attrs(self, c: _Candidate, round_: int) -> dict:
+        f = c.figures
+        return {"candidate": c.number, "round": round_, "genotype": str(c.genotype), "mult_adds": f["mult_adds"],
+                "latency_ms": f["latency_ms"], "latency_predicted_ms": f["latency_predicted_ms"],
+                "latency_measured_ms": f["latency_measured_ms"]}
+
+    def _cache(self) -> dict:
+        cache = dict(run_store.finished_by_candidate(self.study))
+        for rec in run_store.trial_records(self.study):  # evaluation errors are final too (not interruptions)
+            if rec.state == "failed" and rec.error and rec.candidate is not None:
+                cache.setdefault(rec.candidate, rec)
+        return cache
+
+    def _from_cache(self, c: _Candidate) -> bool:
+        rec = c.cached
+        if rec.genotype != str(c.genotype):
+            raise ValueError(f"{self.run_dir}: candidate {c.number} is {rec.genotype} in the study but {c.genotype} "
+                             "after restoring the checkpoint: the run's files do not belong together")
+        c.figures = {"mult_adds": rec.mult_adds, "latency_ms": dict(rec.latency_ms),
+                     "latency_predicted_ms": dict(rec.latency_predicted_ms),
+                     "latency_measured_ms": dict(rec.latency_measured_ms)}
+        if rec.state == "failed":
+            c.error = rec.error
+            return True
+        if rec.state != "complete":
+            return True
+        path = self.run_dir / rec.weights
+        if not path.is_file():
+            return False  # weights lost with the kill: evaluate again
+        c.psnr, c.reward = rec.psnr, rec.reward
+        c.state_dict = read_checkpoint(path)["state_dict"]
+        return True
+
+    # ------------------------------------------------------------------- round
+    def _form_round(self, cache: dict, bar) -> list[_Candidate]:
+        accepted: list[_Candidate] = []
+        want = min(self.cfg.round_size, self.cfg.evaluations - self.n.evaluated - self.n.failed)
+        while len(accepted) < want:
+            if self.n.candidates >= self.cfg.max_samples:
+                raise RuntimeError(f"{self.n.candidates} candidates sampled, {self.n.rejected} rejected, and only "
+                                   f"{self.n.evaluated} evaluated: the constraints reject almost everything "
+                                   "(raise max_candidates or loosen max_mult_adds / the latency budgets)")
+            decisions = self.strategy.ask(1)[0]
+            c = _Candidate(self.n.candidates, decisions, TPSR_SPACE.decode(decisions), {})
+            self.n.candidates += 1
+            c.cached = cache.get(c.number)
+            if c.cached is not None and c.cached.state == "rejected":
+                self._from_cache(c)
+                ok, reason = False, c.cached.rejected
+            elif c.cached is not None:
+                ok, reason = True, ""
+            else:
+                ok, reason, c.figures = self.constraints.check(c.genotype)
+            if ok:
+                accepted.append(c)
+                continue
+            self.n.rejected += 1
+            if c.cached is None:
+                run_store.add_finished_trial(self.study, TPSR_SPACE.to_params(c.genotype), "rejected",
+                                             attrs={**self._attrs(c, self.n.rounds), "rejected": reason})
+            self.strategy.tell([(decisions, None)])
+            bar.set_postfix_str(self._postfix(), refresh=False)
+        return accepted
+
+    def _evaluate(self, accepted: list[_Candidate], backend) -> float:
+        """Evaluate the round's candidates; returns the seconds spent waiting for the backend."""
+        todo = [c for c in accepted if c.cached is None or not self._from_cache(c)]
+        jobs = []
+        for c in todo:
+            c.trial = run_store.new_trial(self.study, TPSR_SPACE.to_params(c.genotype), self._attrs(c, self.n.rounds))
+            jobs.append((str(c.genotype), self.store.get(c.genotype), self.cfg.n_feats))
+        waited = 0.0
+        results = backend.evaluate(jobs)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                i, (status, value) = next(results)
+            except StopIteration:
+                break
+            finally:
+                waited += time.perf_counter() - t0
+            c = todo[i]
+            if status == "error":
+                c.error = value
+                run_store.finish_trial(self.study, c.trial, "failed", attrs={"error": value})
+                continue
+            c.psnr, c.state_dict = value.psnr, value.state_dict
+            c.reward = self.reward(c.psnr, c.figures)
+            rel = f"trials/c{c.number:06d}.pt"
+            model = CellSR(c.genotype, self.cfg.scale, self.cfg.n_feats)
+            model.load_state_dict(c.state_dict)
+            save_checkpoint(self.run_dir / rel, model, meta={"search": {"run": self.run_dir.name, "candidate": c.number,
+                                                                        "psnr": c.psnr, "reward": c.reward}})
+            run_store.finish_trial(self.study, c.trial, "complete", _objective_values(self.objectives, c),
+                                   {"psnr": c.psnr, "reward": c.reward, "train_s": value.train_s, "val_s": value.val_s,
+                                    "eval_s": value.train_s + value.val_s, "weights": rel})
+        return waited
+
+    def _postfix(self) -> str:
+        parts = [f"cand {self.n.candidates}", f"rejected {self.n.rejected}"]
+        if self.best is not None:
+            b = self.best
+            lat = ", ".join(f"{k} {v:.1f}ms" for k, v in b.figures["latency_ms"].items())
+            parts[1:1] = [f"best R {b.reward:.4g}", f"PSNR {b.psnr:.2f}"] + ([lat] if lat else [])
+        if self.n.failed:
+            parts.append(f"failed {self.n.failed}")
+        return ", ".join(parts)
+
+    def _finish_round(self, accepted: list[_Candidate], started: float, waited: float) -> None:
+        results = []
+        for c in accepted:
+            if c.error is not None:
+                self.n.failed += 1
+                results.append((c.decisions, None))
+                continue
+            self.store.offer(c.genotype, c.state_dict, c.psnr)
+            self.n.evaluated += 1
+            value = _objective_values(self.objectives, c)
+            results.append((c.decisions, value[0] if len(value) == 1 else tuple(value)))
+            if self.best is None or c.reward > self.best.reward:
+                self.best = c
+        self.strategy.tell(results)
+        self.n.rounds += 1
+        wall = time.perf_counter() - started
+        self.n.history.append({"round": self.n.rounds, "accepted": len(accepted), "wall_s": wall,
+                               "wait_s": waited, "candidates": self.n.candidates})
+        _save_checkpoint(self.ckpt_path, self.strategy, self.store, self.n)
+        self.n.history[-1]["driver_s"] = time.perf_counter() - started - waited  # includes this checkpoint write
+
+    def _load_best(self):
+        recs = [r for r in run_store.trial_records(self.study, states=("complete",)) if r.reward is not None]
+        if recs:
+            r = max(recs, key=lambda r: (r.reward, -r.candidate))
+            self.best = _Candidate(r.candidate, (), r.genotype, {"latency_ms": r.latency_ms}, psnr=r.psnr,
+                                   reward=r.reward)
+
+    def run(self, backend=None) -> dict:
+        """Run rounds until ``evaluations`` candidates are scored (or failed); returns :meth:`summary`."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        self._load_best()
+        cache = self._cache()
+        backend = backend or make_backend(cfg.backend, cfg.proxy, self.data, cfg.workers, cfg.threads, cfg.address)
+        bar = tqdm(total=cfg.evaluations, initial=min(cfg.evaluations, self.n.evaluated + self.n.failed),
+                   desc=f"search {self.run_dir.name}", unit="eval", disable=not self.progress, dynamic_ncols=True)
+        try:
+            with backend:
+                while self.n.evaluated + self.n.failed < cfg.evaluations:
+                    started = time.perf_counter()
+                    accepted = self._form_round(cache, bar)
+                    try:
+                        waited = self._evaluate(accepted, backend)
+                    except BaseException:
+                        for c in accepted:  # a clean stop leaves no RUNNING trial behind
+                            if c.trial is not None and c.psnr is None and c.error is None:
+                                run_store.finish_trial(self.study, c.trial, "failed",
+                                                       attrs={"interrupted": True})
+                        raise
+                    self._finish_round(accepted, started, waited)
+                    bar.n = min(cfg.evaluations, self.n.evaluated + self.n.failed)
+                    bar.set_postfix_str(self._postfix(), refresh=False)
+                    bar.refresh()
+        finally:
+            bar.close()
+        return self.summary()
+
+    def summary(self) -> dict:
+        hist = self.n.history
+        driver = sum(h.get("driver_s", 0.0) for h in hist)
+        evals = run_store.trial_records(self.study, states=("complete",))
+        eval_s = [r.eval_s for r in evals if r.eval_s is not None]
+        return {"run_dir": str(self.run_dir), "storage": self.info.storage, "candidates": self.n.candidates, "evaluated": self.n.evaluated,
+                "rejected": self.n.rejected, "failed": self.n.failed, "rounds": self.n.rounds,
+                "stale_trials_failed": self.stale, "driver_s": driver,
+                "driver_s_per_evaluation": driver / max(1, self.n.evaluated),
+                "eval_s_mean": sum(eval_s) / len(eval_s) if eval_s else math.nan,
+                "wall_s": sum(h["wall_s"] for h in hist),
+                "best": None if self.best is None else {"candidate": self.best.number, "genotype": str(self.best.genotype),
+                                                        "psnr": self.best.psnr, "reward": self.best.reward,
+                                                        "latency_ms": self.best.figures.get("latency_ms", {})}}
+
+
+def run_search(cfg: SearchConfig, resume: bool = False, progress: bool = True, backend=None) -> dict:
+    """Start (or with ``resume`` continue) the search of ``cfg``; returns the run's summary."""
+    return Search(cfg, resume=resume, progress=progress).run(backend)
