@@ -258,3 +258,25 @@ def test_optuna_dashboard_shows_the_objective_values(photo_dir, tmp_path):
         assert t["values"] == [pytest.approx(records[t["number"]].reward)]
         attrs = {a["key"]: a["value"] for a in t["user_attrs"]}
         assert attrs["genotype"] == records[t["number"]].genotype
+
+
+def test_a_multi_objective_run_records_psnr_and_latency(photo_dir, tmp_path):
+    """nsga2 (Optuna's NSGA-II) through the driver: a two-objective study (PSNR up, latency down),
+    the front read back by the report."""
+    from tinysr.search.report import summarise
+
+    cfg = SearchConfig.from_dict(config(photo_dir, tmp_path / "run", strategy="nsga2", evaluations=4, latency=[
+        {"name": "epyc", "profile": str(PROFILE), "budget_ms": 80.0, "hard": False}], max_mult_adds=None))
+    run_search(cfg, progress=False)
+    _, study = run_store.open_run(tmp_path / "run")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert study.metric_names == ["psnr_db", "latency_ms:epyc"]
+    done = run_store.trial_records(study, states=("complete",))
+    assert len(done) == 4 and not run_store.trial_records(study, states=("rejected",))  # a soft target never rejects
+    for r in done:
+        assert r.values == [pytest.approx(r.psnr), pytest.approx(r.latency_ms["epyc"])]
+    front = {row["candidate"] for row in summarise(tmp_path / "run")["pareto"]}
+    brute = {r.candidate for r in done if not any(
+        o.psnr >= r.psnr and o.latency_ms["epyc"] <= r.latency_ms["epyc"] and o is not r
+        and (o.psnr, o.latency_ms["epyc"]) != (r.psnr, r.latency_ms["epyc"]) for o in done)}
+    assert front == brute

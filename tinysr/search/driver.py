@@ -159,6 +159,7 @@ class Search:
         self.trials_dir = self.run_dir / "trials"
         self.trials_dir.mkdir(parents=True, exist_ok=True)
         self.best: _Candidate | None = None
+        self._carry_s = 0.0  # the last checkpoint write, counted in the next round's driver time
 
     # ----------------------------------------------------------------- records
     def _attrs(self, c: _Candidate, round_: int) -> dict:
@@ -285,10 +286,14 @@ class Search:
         self.strategy.tell(results)
         self.n.rounds += 1
         wall = time.perf_counter() - started
-        self.n.history.append({"round": self.n.rounds, "accepted": len(accepted), "wall_s": wall,
-                               "wait_s": waited, "candidates": self.n.candidates})
+        # the driver's time in this round: sampling, checks, study and weight writes, offers, tells, and
+        # the previous round's checkpoint write (this round's is timed below and counted in the next)
+        self.n.history.append({"round": self.n.rounds, "accepted": len(accepted), "wall_s": wall + self._carry_s,
+                               "wait_s": waited, "candidates": self.n.candidates,
+                               "driver_s": wall - waited + self._carry_s})
+        t0 = time.perf_counter()
         _save_checkpoint(self.ckpt_path, self.strategy, self.store, self.n)
-        self.n.history[-1]["driver_s"] = time.perf_counter() - started - waited  # includes this checkpoint write
+        self._carry_s = time.perf_counter() - t0
 
     def _load_best(self):
         recs = [r for r in run_store.trial_records(self.study, states=("complete",)) if r.reward is not None]
