@@ -280,3 +280,33 @@ def test_a_multi_objective_run_records_psnr_and_latency(photo_dir, tmp_path):
         o.psnr >= r.psnr and o.latency_ms["epyc"] <= r.latency_ms["epyc"] and o is not r
         and (o.psnr, o.latency_ms["epyc"]) != (r.psnr, r.latency_ms["epyc"]) for o in done)}
     assert front == brute
+
+
+def test_a_phone_in_the_loop_that_disconnects_stops_the_search_and_resume_goes_on(photo_dir, tmp_path, fake_adb,
+                                                                                     monkeypatch):
+    """A latency target measured on a phone over adb (the adb test double speaking benchmark_model's
+    output): every candidate is converted, pushed and timed; the phone disconnecting mid-search stops
+    it with a one-line error, and a resume with the phone back ends with an uninterrupted run's trials."""
+    from tinysr.profile.adb import DeviceError
+
+    phone = {"name": "phone", "device": "adb:FAKE0001", "budget_ms": 5000.0, "runs": 2, "warmup": 1,
+             "benchmark_binary": str(fake_adb.binary)}
+    data = config(photo_dir, tmp_path / "ref", evaluations=2, round_size=1, input_size=[12, 16], max_mult_adds=None,
+                  latency=[phone])
+    run_search(SearchConfig.from_dict(data), progress=False)
+    _, study = run_store.open_run(tmp_path / "ref")
+    for r in run_store.trial_records(study, states=("complete",)):
+        assert r.latency_measured_ms == r.latency_ms and r.latency_predicted_ms == {}
+        assert r.latency_ms["phone"] == pytest.approx(2950.34)  # the double's benchmark_model average
+
+    monkeypatch.setenv("FAKE_ADB_ROOT", str(tmp_path / "phone2"))  # the same phone model, counting runs anew
+    monkeypatch.setenv("FAKE_ADB_SCENARIO", "disconnect")
+    monkeypatch.setenv("FAKE_ADB_DISCONNECT_AT", "after:1")  # gone after timing the first candidate
+    cfg = SearchConfig.from_dict({**data, "run_dir": str(tmp_path / "run")})
+    with pytest.raises(DeviceError) as e:
+        run_search(cfg, progress=False)
+    assert "\n" not in str(e.value) and "FAKE0001" in str(e.value)
+    monkeypatch.setenv("FAKE_ADB_ROOT", str(tmp_path / "phone3"))  # reconnected
+    monkeypatch.delenv("FAKE_ADB_SCENARIO")
+    run_search(cfg, resume=True, progress=False)
+    assert finished(tmp_path / "run") == finished(tmp_path / "ref")
