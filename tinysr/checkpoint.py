@@ -69,12 +69,18 @@ def bundled_weights_path(filename: str) -> Path:
     return Path(str(resources.files("tinysr") / "weights" / filename))
 
 
-def load_model(spec: str, allow_random: bool = False) -> nn.Module:
-    """A registry name (with its bundled weights) or a checkpoint path -> model in eval mode."""
+def load_model(spec: str, allow_random: bool = False, kind: str | None = "generator") -> nn.Module:
+    """A registry name (with its bundled weights) or a checkpoint path -> model in eval mode.
+
+    ``kind`` (default ``"generator"``: what upscale / eval / export / bench take): a network of
+    another kind (a discriminator) is a one-line :class:`ModelLoadError`; ``None`` takes any.
+    """
+    from .models.registry import kind_of
+
     path = Path(spec)
     if path.suffix in (".pt", ".pth", ".ckpt") or path.is_file():
         model = model_from_checkpoint(read_checkpoint(path), str(path))
-    elif spec in list_models():
+    elif spec in list_models(kind=kind):
         entry = get_entry(spec)
         weights = bundled_weights_path(entry.weights) if entry.weights else None
         if weights is not None and weights.is_file():
@@ -86,8 +92,12 @@ def load_model(spec: str, allow_random: bool = False) -> nn.Module:
         else:
             raise ModelLoadError(f"model {spec!r} has no bundled weights; pass a checkpoint path "
                                  f"(models with weights: {', '.join(n for n in list_models() if has_bundled_weights(n))})")
+    elif spec in list_models(kind=None):
+        raise ModelLoadError(f"{spec!r} is a {get_entry(spec).kind}, not a {kind}")
     else:
         raise ModelLoadError(f"{spec!r} is neither a checkpoint file nor a model name ({', '.join(list_models())})")
+    if kind is not None and kind_of(model) != kind:
+        raise ModelLoadError(f"{spec}: a {kind_of(model)} ({model.family}), not a {kind}")
     return model.eval()
 
 

@@ -1,4 +1,5 @@
-"""``tinysr eval``: per-image PSNR / SSIM / LPIPS on a benchmark folder, paper conventions.
+"""``tinysr eval``: per-image PSNR / SSIM / LPIPS (VGG and/or AlexNet) on a benchmark folder,
+paper conventions.
 
 Y channel (BT.601 studio range), shave = scale, SR output clamped and rounded to 8 bits.
 """
@@ -18,26 +19,44 @@ from .upscale import upscale_array
 
 @dataclass
 class Row:
+    """Scores of one image. ``lpips`` is LPIPS-VGG (the paper's); ``lpips_alex`` LPIPS-Alex."""
+
     image: str
     psnr: float
     ssim: float | None = None
     lpips: float | None = None
+    lpips_alex: float | None = None
 
 
-def _lpips_model(enabled: bool | None):
-    """LPIPS when its weights can be found (``enabled=None``: quietly skip if absent)."""
+LPIPS_FIELDS = {"vgg": "lpips", "alex": "lpips_alex"}  # LPIPS trunk -> Row field
+LPIPS_NETS = {"vgg": ("vgg",), "alex": ("alex",), "both": ("vgg", "alex")}  # ``--lpips-net`` choices
+
+
+def _lpips_models(enabled: bool | None, net: str = "vgg") -> list:
+    """LPIPS models for ``net`` (vgg | alex | both) when their weights can be found
+    (``enabled=None``: quietly skip a trunk whose weights are absent)."""
+    if net not in LPIPS_NETS:
+        raise ValueError(f"lpips_net must be one of {', '.join(LPIPS_NETS)}, not {net!r}")
     if enabled is False:
-        return None
+        return []
     from .metrics.lpips import LPIPS
     from .weights_store import MissingWeightsError
 
-    try:
-        return LPIPS()
-    except MissingWeightsError as e:
-        if enabled:
-            raise
-        warnings.warn(f"LPIPS skipped: {e}")
-        return None
+    models = []
+    for n in LPIPS_NETS[net]:
+        try:
+            models.append(LPIPS(net=n))
+        except MissingWeightsError as e:
+            if enabled:
+                raise
+            warnings.warn(f"LPIPS-{n} skipped: {e}")
+    return models
+
+
+def _lpips_model(enabled: bool | None):
+    """LPIPS-VGG when its weights can be found (``enabled=None``: quietly skip if absent)."""
+    models = _lpips_models(enabled, "vgg")
+    return models[0] if models else None
 
 
 def comparison_png(path: Path, lr: np.ndarray, sr: np.ndarray, hr: np.ndarray, scale: int, crop: int = 96):
@@ -68,10 +87,18 @@ def score_dataset(runner, ds, *, ssim: bool = True, lpips_model=None, save_dir: 
     The one scoring loop of the package: ``tinysr eval``, training validation and the export's
     quality check all go through it. Paper conventions: the SR output is tiled as ``tinysr
     upscale`` does, clamped and rounded to 8 bits; Y-PSNR / SSIM with shave = scale.
+    ``lpips_model``: an :class:`~tinysr.metrics.lpips.LPIPS` or a sequence of them; each fills the
+    row field of its trunk (``lpips`` for VGG, ``lpips_alex`` for AlexNet).
     """
     from tqdm.auto import tqdm
 
     scale = runner.scale
+    if lpips_model is None:
+        lpips_models = []
+    elif isinstance(lpips_model, (list, tuple)):
+        lpips_models = list(lpips_model)
+    else:
+        lpips_models = [lpips_model]
     rows: list[Row] = []
     for i in tqdm(range(len(ds)), desc=desc, disable=not progress, leave=False):
         lr_t, hr_t = ds[i]
@@ -80,10 +107,10 @@ def score_dataset(runner, ds, *, ssim: bool = True, lpips_model=None, save_dir: 
         sr = quantize(upscale_array(runner, lr, tile=tile))
         name = Path(ds.names[i]).stem
         row = Row(name, psnr_y(sr, hr, scale), ssim_y(sr, hr, scale) if ssim else None)
-        if lpips_model is not None:
+        if lpips_models:
             from .metrics.lpips import lpips_distance
-
-            row.lpips = lpips_distance(lpips_model, sr, hr)
+        for m in lpips_models:
+            setattr(row, LPIPS_FIELDS[m.net], lpips_distance(m, sr, hr))
         rows.append(row)
         if save_dir:
             save_image(Path(save_dir) / f"{name}.png", sr.astype(np.float32) / 255.0)
@@ -93,11 +120,14 @@ def score_dataset(runner, ds, *, ssim: bool = True, lpips_model=None, save_dir: 
 
 
 def evaluate(runner, data_dir: str | Path, lpips: bool | None = None, save_dir: str | Path | None = None,
-             compare: bool = False, tile: int = 512, progress: bool = True) -> list[Row]:
-    """Scores on a benchmark folder (``HR/`` + ``LR_bicubic/X{s}/``, or HR images only)."""
+             compare: bool = False, tile: int = 512, progress: bool = True, lpips_net: str = "vgg") -> list[Row]:
+    """Scores on a benchmark folder (``HR/`` + ``LR_bicubic/X{s}/``, or HR images only).
+
+    ``lpips``: True / False / None (when the weights are found); ``lpips_net``: vgg | alex | both.
+    """
     ds = benchmark_dataset(data_dir, runner.scale)
-    return score_dataset(runner, ds, lpips_model=_lpips_model(lpips), save_dir=save_dir, compare=compare,
-                         tile=tile, progress=progress, desc=f"eval {Path(data_dir).name}")
+    return score_dataset(runner, ds, lpips_model=_lpips_models(lpips, lpips_net), save_dir=save_dir,
+                         compare=compare, tile=tile, progress=progress, desc=f"eval {Path(data_dir).name}")
 
 
 def mean_psnr(model, ds, tile: int = 512) -> float:
@@ -115,21 +145,36 @@ def mean_psnr(model, ds, tile: int = 512) -> float:
     return float(np.mean([r.psnr for r in rows]))
 
 
+def _mean(values) -> float | None:
+    vs = [v for v in values if v is not None]
+    return float(np.mean(vs)) if vs else None
+
+
 def mean_row(rows: list[Row]) -> Row:
-    ss = [r.ssim for r in rows if r.ssim is not None]
-    lp = [r.lpips for r in rows if r.lpips is not None]
-    return Row("mean", float(np.mean([r.psnr for r in rows])), float(np.mean(ss)) if ss else None,
-               float(np.mean(lp)) if lp else None)
+    return Row("mean", float(np.mean([r.psnr for r in rows])), _mean(r.ssim for r in rows),
+               _mean(r.lpips for r in rows), _mean(r.lpips_alex for r in rows))
 
 
 def format_table(rows: list[Row]) -> str:
-    has_lp = any(r.lpips is not None for r in rows)
-    head = f"{'image':<16}{'PSNR':>9}{'SSIM':>9}" + (f"{'LPIPS':>9}" if has_lp else "")
+    """Text table. One LPIPS column reads ``LPIPS`` (VGG) or ``LPIPS-Alex``; both: ``LPIPS-VGG``, ``LPIPS-Alex``."""
+    has_vgg = any(r.lpips is not None for r in rows)
+    has_alex = any(r.lpips_alex is not None for r in rows)
+    cols = []  # (header, width, field)
+    if has_vgg:
+        cols.append(("LPIPS-VGG" if has_alex else "LPIPS", 11 if has_alex else 9, "lpips"))
+    if has_alex:
+        cols.append(("LPIPS-Alex", 12, "lpips_alex"))
+    head = f"{'image':<16}{'PSNR':>9}{'SSIM':>9}" + "".join(f"{h:>{w}}" for h, w, _ in cols)
+
+    def num(v, w, digits):
+        return f"{'-':>{w}}" if v is None else f"{v:>{w}.{digits}f}"
+
     lines = [head, "-" * len(head)]
     for r in rows + [mean_row(rows)]:
         if r.image == "mean":
             lines.append("-" * len(head))
-        lines.append(f"{r.image:<16}{r.psnr:>9.3f}{r.ssim:>9.4f}" + (f"{r.lpips:>9.4f}" if has_lp else ""))
+        lines.append(f"{r.image:<16}{r.psnr:>9.3f}{num(r.ssim, 9, 4)}"
+                     + "".join(num(getattr(r, f), w, 4) for _, w, f in cols))
     return "\n".join(lines)
 
 

@@ -16,11 +16,13 @@ from pathlib import Path
 # logical name -> candidate relative paths
 KNOWN = {
     "vgg16": ["vgg16_features_imagenet_torchvision.pth", "vgg16-397923af.pth"],
+    "alexnet": ["alexnet_features_imagenet_torchvision.pth", "alexnet-owt-7be5be79.pth"],
     "lpips_vgg": ["lpips_v0.1/vgg.pth", "v0.1/vgg.pth", "weights/v0.1/vgg.pth"],
     "lpips_alex": ["lpips_v0.1/alex.pth", "v0.1/alex.pth", "weights/v0.1/alex.pth"],
     "niqe": ["niqe/niqe_pris_params.npz", "niqe_pris_params.npz"],
 }
-URLS = {"vgg16": "https://download.pytorch.org/models/vgg16-397923af.pth"}
+URLS = {"vgg16": "https://download.pytorch.org/models/vgg16-397923af.pth",
+        "alexnet": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"}
 
 
 class MissingWeightsError(FileNotFoundError):

@@ -107,17 +107,22 @@ def cmd_upscale(args):
 
 
 def cmd_eval(args):
-    from ..evaluate import as_json, evaluate, format_table
+    from ..evaluate import LPIPS_FIELDS, LPIPS_NETS, as_json, evaluate, format_table
     from ..runtimes import make_runner
 
     runner = make_runner(args.model, args.runtime)
     lp = {"auto": None, "on": True, "off": False}[args.lpips]
+    net = args.lpips_net
     results = {}
     for data in args.data:
         save = Path(args.save) / Path(data).name if args.save else None
-        rows = evaluate(runner, data, lpips=lp, save_dir=save, compare=args.compare, progress=not args.quiet)
+        rows = evaluate(runner, data, lpips=lp, save_dir=save, compare=args.compare, progress=not args.quiet,
+                        lpips_net=net)
         results[Path(data).name] = rows
-        lp = lp if lp is not None else any(r.lpips is not None for r in rows) or False
+        if lp is None:  # auto: the next folders use the trunks whose weights were found (one warning)
+            found = [n for n in LPIPS_NETS[net] if any(getattr(r, LPIPS_FIELDS[n]) is not None for r in rows)]
+            lp = bool(found)
+            net = "both" if len(found) == 2 else (found[0] if found else net)
     if args.json:
         print(json.dumps({"model": args.model, "scale": runner.scale,
                           "datasets": {k: as_json(v) for k, v in results.items()}}, indent=2))

@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnxruntime", "litert"])
     s.add_argument("--lpips", choices=["auto", "on", "off"], default="auto",
                    help="auto: when its weights are found (see TINYSR_WEIGHTS)")
+    s.add_argument("--lpips-net", choices=["vgg", "alex", "both"], default="vgg",
+                   help="LPIPS trunk: vgg (the paper's, default), alex (the lpips package's default), both")
     s.add_argument("--save", help="folder for SR images")
     s.add_argument("--compare", action="store_true", help="also save bicubic | model | ground-truth crops")
     s.add_argument("--json", action="store_true", help="machine-readable output")

@@ -88,7 +88,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         from ..models import get_entry
 
-        self.model = get_entry(self.model).name  # tpsr-x4 -> tpsr_x4; an unknown name suggests the nearest
+        self.model = get_entry(self.model, kind="generator").name  # tpsr-x4 -> tpsr_x4; an unknown name suggests the nearest
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
