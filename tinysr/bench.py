@@ -99,19 +99,16 @@ def run_bench(spec: str = "tpsr_x4", input_size=(180, 320), threads_list=(1, 2),
               runtimes=("torch", "litert-plain-fp32", "litert-mobile-fp32", "litert-mobile-int8",
                         "onnxruntime-fp32", "onnxruntime-int8"), calib: str | None = None,
               progress: bool = True) -> dict:
-    from tqdm.auto import tqdm
+    from .profile.host import time_calls
 
     with tempfile.TemporaryDirectory(prefix="tinysr-bench-") as d:
         configs = build_configs(spec, input_size, threads_list, runtimes, Path(d), calib, progress)
-        runners = []
-        for c in configs:
-            fn = c.make()
-            for _ in range(warmup):
-                fn()
-            runners.append(fn)
-        for _ in tqdm(range(rounds), desc="bench rounds", disable=not progress, leave=False):
-            for c, fn in zip(configs, runners):
-                c.times_ms.append(_timed(fn) * 1e3)
+        runners = [c.make() for c in configs]
+        # round robin: one timed call per configuration and round (the one timing engine)
+        timings = time_calls(runners, runs=rounds, warmup=warmup, rounds=rounds, settle=False,
+                             progress="bench rounds" if progress else None)
+        for c, t in zip(configs, timings):
+            c.times_ms = list(t.times_ms)
     peaks = {t: sgemm_peak_gflops(t) for t in threads_list}
     rows = []
     for c in configs:

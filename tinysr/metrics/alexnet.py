@@ -6,8 +6,9 @@ works too, its classifier is ignored). The LPIPS-Alex trunk.
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
+
+from .vgg import load_torchvision_features
 
 
 def alexnet_features() -> nn.Sequential:
@@ -21,13 +22,7 @@ def alexnet_features() -> nn.Sequential:
 
 
 def load_alexnet_features(path) -> nn.Sequential:
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    feats = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")}
-    if not feats:
-        raise ValueError(f"{path}: no 'features.*' tensors; expected a torchvision AlexNet state dict")
-    net = alexnet_features()
-    net.load_state_dict(feats, strict=True)
-    return net.eval().requires_grad_(False)
+    return load_torchvision_features(path, alexnet_features(), "AlexNet")
 
 
 class AlexNet(nn.Module):

@@ -26,14 +26,19 @@ def vgg16_features() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def load_vgg16_features(path) -> nn.Sequential:
+def load_torchvision_features(path, net: nn.Sequential, what: str) -> nn.Sequential:
+    """``net`` (a plain-torch ``features`` trunk) loaded strictly from the ``features.*`` tensors of a
+    torchvision-format state dict, frozen, in eval mode."""
     sd = torch.load(path, map_location="cpu", weights_only=True)
     feats = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")}
     if not feats:
-        raise ValueError(f"{path}: no 'features.*' tensors; expected a torchvision VGG16 state dict")
-    net = vgg16_features()
+        raise ValueError(f"{path}: no 'features.*' tensors; expected a torchvision {what} state dict")
     net.load_state_dict(feats, strict=True)
     return net.eval().requires_grad_(False)
+
+
+def load_vgg16_features(path) -> nn.Sequential:
+    return load_torchvision_features(path, vgg16_features(), "VGG16")
 
 
 class VGG16(nn.Module):

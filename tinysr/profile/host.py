@@ -128,7 +128,7 @@ def clock_for(name: str, threads: int = 1):
 
 
 def time_calls(calls, runs: int = 50, warmup: int = 5, rounds: int = 1, settle: bool = True,
-               clock=time.perf_counter) -> list:
+               clock=time.perf_counter, progress: str | None = None) -> list:
     """Time zero-argument callables in interleaved rounds: one :class:`Timing` per callable.
 
     The timing engine of every host measurement (whole models, single-op models, latency-table
@@ -140,6 +140,7 @@ def time_calls(calls, runs: int = 50, warmup: int = 5, rounds: int = 1, settle: 
     callables instead of skewing a few, and each one's median ignores it. ``clock``: a function
     returning seconds (wall time by default; see :data:`CLOCKS`). A round robin of one timed call
     per callable and round (``tinysr bench``) is ``runs=rounds, rounds=rounds, settle=False``.
+    ``progress``: show a progress bar over the rounds with this description (None: none).
     """
     calls = list(calls)
     runs = max(int(runs), 1)
@@ -150,7 +151,9 @@ def time_calls(calls, runs: int = 50, warmup: int = 5, rounds: int = 1, settle: 
     for fn in calls:
         first = _ms(fn, clock)
         timings.append(Timing(first, [_ms(fn, clock) for _ in range(max(int(warmup), 0))]))
-    for n in per_round:
+    from tqdm.auto import tqdm
+
+    for n in tqdm(per_round, desc=progress, disable=progress is None, leave=False):
         for fn, timing in zip(calls, timings):
             if settle:
                 fn()

@@ -44,27 +44,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinysr.train.config import typed_field
+from tinysr.train.config import from_mapping
 
 from .proxy import ProxyTask
 
 BACKENDS = ("local", "ray")
 #: Fields that may differ between a run and its resume (how it runs, not what it searches).
 RUNTIME_FIELDS = ("backend", "workers", "threads", "address", "evaluations", "max_candidates")
-
-
-def _from_dict(cls, data, source: str, nested: dict | None = None):
-    if not isinstance(data, dict):
-        raise ValueError(f"{source}: expected a mapping, got {data!r}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    nested = nested or {}
-    kwargs = {}
-    for key, value in data.items():
-        kwargs[key] = nested[key](value, f"{source}: {key}") if key in nested else typed_field(cls, key, value, source)
-    return cls(**kwargs)
 
 
 @dataclass
@@ -104,7 +90,7 @@ def _targets(value, source: str) -> list[TargetConfig]:
     for k, item in enumerate(value):
         if not isinstance(item, dict) or "name" not in item or "budget_ms" not in item:
             raise ValueError(f"{source}[{k}]: a target needs at least name and budget_ms, got {item!r}")
-        out.append(_from_dict(TargetConfig, item, f"{source}[{k}]"))
+        out.append(from_mapping(TargetConfig, item, f"{source}[{k}]"))
     return out
 
 
@@ -162,7 +148,7 @@ class SearchConfig:
         data = dict(data)
         if "psnr_min" in data and isinstance(data["psnr_min"], (int, float)) and not isinstance(data["psnr_min"], bool):
             data["psnr_min"] = str(float(data["psnr_min"]))  # kept as text next to "auto"; read by psnr_floor
-        cfg = _from_dict(cls, data, source, {"latency": _targets, "proxy": _proxy})
+        cfg = from_mapping(cls, data, source, {"latency": _targets, "proxy": _proxy})
         cfg.validate(source)
         return cfg
 

@@ -296,9 +296,9 @@ class Search:
         self._carry_s = time.perf_counter() - t0
 
     def _load_best(self):
-        recs = [r for r in run_store.trial_records(self.study, states=("complete",)) if r.reward is not None]
+        recs = run_store.records_sorted(run_store.trial_records(self.study, states=("complete",)))
         if recs:
-            r = max(recs, key=lambda r: (r.reward, -r.candidate))
+            r = recs[0]  # the report's ranking: highest reward, ties to the lowest candidate
             self.best = _Candidate(r.candidate, (), r.genotype, {"latency_ms": r.latency_ms}, psnr=r.psnr,
                                    reward=r.reward)
 

@@ -46,7 +46,7 @@ from tinysr.data.bicubic import downscale, imresize
 from tinysr.data.datasets import HRFolderDataset, to_tensor
 from tinysr.imageio import ImageReadError, load_rgb_uint8, quantize
 from tinysr.metrics.psnr_ssim import psnr_y
-from tinysr.train.config import TrainConfig, typed_field
+from tinysr.train.config import TrainConfig, from_mapping
 from tinysr.train.trainer import StepBatchSampler, make_scheduler
 
 #: Seed of the permutation that picks the validation files (fixed: independent of ``ProxyTask.seed``).
@@ -71,15 +71,9 @@ class ProxyTask:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "proxy") -> "ProxyTask":
-        if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected a mapping of proxy-task fields, got {data!r}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ValueError(f"{source}: unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(known)}")
-        if "train_data" not in data:
+        if isinstance(data, dict) and "train_data" not in data:
             raise ValueError(f"{source}: train_data (a list of folders of HR images) is required")
-        task = cls(**{key: typed_field(cls, key, value, source) for key, value in data.items()})
+        task = from_mapping(cls, data, source)
         task.validate(source)
         return task
 

@@ -49,11 +49,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        cfg = cls(**{key: _typed(key, value, source) for key, value in data.items()})
+        cfg = from_mapping(cls, data, source)
         cfg.validate()
         return cfg
 
@@ -100,6 +96,21 @@ def _hint(key: str, cls=None):
 
 _WHAT = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list[str]: "a list of strings",
          list[int]: "a list of integers", dict: "a mapping", tuple[float, float]: "two numbers, e.g. [0.9, 0.999]"}
+
+
+def from_mapping(cls, data, source: str, nested: dict | None = None):
+    """The dataclass ``cls`` from a mapping (a config file's section), every value typed by
+    :func:`typed_field`; ``nested``: ``{key: (value, source) -> object}`` for sections of their own.
+    One-line ``ValueError`` for a non-mapping, unknown keys (listing the known ones) or a bad value."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a mapping, got {data!r}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(map(str, set(data) - known))
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    nested = nested or {}
+    return cls(**{key: nested[key](value, f"{source}: {key}") if key in nested else _typed(key, value, source, cls)
+                  for key, value in data.items()})
 
 
 def typed_field(cls, key: str, value, source: str):
