@@ -250,20 +250,32 @@ def validation_psnr(model: nn.Module, pairs, shave: int | None = None) -> float:
 
     The model runs in eval mode under ``torch.no_grad`` and is put back in the mode it was in.
     """
+    return validation_scores(model, pairs, shave=shave)["psnr"]
+
+
+def validation_scores(model: nn.Module, pairs, lpips_models=(), shave: int | None = None) -> dict[str, float]:
+    """``{"psnr": ..., "lpips": ..., "lpips_alex": ...}``: mean Y-PSNR (as :func:`validation_psnr`)
+    and, for each given :class:`~tinysr.metrics.lpips.LPIPS`, its mean distance on the 8-bit
+    outputs (the field of its trunk: ``lpips`` for VGG, ``lpips_alex`` for AlexNet)."""
+    from tinysr.evaluate import LPIPS_FIELDS
+    from tinysr.metrics.lpips import lpips_distance
+
     if not pairs:
         raise ValueError("no validation pairs")
     was_training = model.training
     model.eval()
-    scores = []
+    scores: dict[str, list[float]] = {"psnr": []}
     try:
         with torch.no_grad():
             for lr, hr in pairs:
                 scale = hr.shape[-1] // lr.shape[-1]
-                sr = model(lr[None])[0]
-                scores.append(psnr_y(_uint8(sr), _uint8(hr), scale if shave is None else shave))
+                sr8, hr8 = _uint8(model(lr[None])[0]), _uint8(hr)
+                scores["psnr"].append(psnr_y(sr8, hr8, scale if shave is None else shave))
+                for m in lpips_models:
+                    scores.setdefault(LPIPS_FIELDS[m.net], []).append(lpips_distance(m, sr8, hr8))
     finally:
         model.train(was_training)
-    return float(np.mean(scores))
+    return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
 def bicubic_psnr(pairs, scale: int) -> float:

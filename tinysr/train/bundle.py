@@ -24,19 +24,27 @@ def bundle(run_dir: str | Path, name: str, checkpoint: str = "last.pt", eval_dir
     ckpt = read_checkpoint(run_dir / checkpoint)
     model = model_from_checkpoint(ckpt, str(run_dir / checkpoint)).eval()
     cfg = ckpt.get("train_config") or ckpt["meta"].get("train_config")
-    history = [{"step": int(r["step"]), "val_psnr": float(r["val_psnr"])}
+    gan = bool(cfg.get("gan"))
+    history = [{"step": int(r["step"]), "val_psnr": float(r["val_psnr"]),
+                **({"val_lpips": float(r["val_lpips"]) if r["val_lpips"] else None,
+                    "val_lpips_alex": float(r["val_lpips_alex"]) if r["val_lpips_alex"] else None} if gan else {})}
                for r in csv.DictReader(open(run_dir / "log.csv")) if r["val_psnr"]]
     metrics = {}
-    for d in eval_dirs:
-        rows = evaluate(TorchRunner(model), d, lpips=None, progress=False)
+    for d in eval_dirs:  # a perceptual model is judged by LPIPS: both nets, required then
+        rows = evaluate(TorchRunner(model), d, lpips=True if gan else None, progress=False,
+                        lpips_net="both" if gan else "vgg")
         m = mean_row(rows)
         metrics[Path(d).name] = {"psnr_y": round(m.psnr, 4), "ssim_y": round(m.ssim, 4),
-                                 "lpips": None if m.lpips is None else round(m.lpips, 4)}
+                                 "lpips": None if m.lpips is None else round(m.lpips, 4),
+                                 **({"lpips_alex": round(m.lpips_alex, 4)} if m.lpips_alex is not None else {})}
     dest = bundled_weights_path(f"{name}.pt")
     save_checkpoint(dest, model, meta={"name": name, "step": ckpt["meta"]["step"], "metrics": metrics})
     recipe = {"name": name, "weights": dest.name, "sha256": file_sha256(dest), "checkpoint_used": checkpoint,
               "step": ckpt["meta"]["step"], "train_config": cfg, "validation_history": history,
               "final_metrics": metrics,
+              **({"gan_recipe_source": cfg["gan"]["source"],
+                  "selected_by": f"lowest validation LPIPS-{ckpt['meta'].get('lpips_net', 'alex')} on held-out "
+                                 "training images" if checkpoint == "best.pt" else None} if gan else {}),
               "evaluation": "tinysr eval convention: Y (BT.601 studio), shave = scale, 8-bit outputs",
               "reproduce": f"tinysr train tinysr/configs/{name}.yaml"}
     atomic_write(dest.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(recipe, indent=2) + "\n"))

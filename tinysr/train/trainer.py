@@ -89,6 +89,11 @@ def make_scheduler(opt, cfg: TrainConfig):
 
         def f(step):
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))
+    elif cfg.scheduler == "multistep":
+        import bisect
+
+        def f(step):
+            return cfg.lr_gamma ** bisect.bisect_right(cfg.lr_milestones, step)
     else:
         def f(step):
             return cfg.lr_gamma ** (step // cfg.lr_step)
@@ -105,9 +110,27 @@ def validate(model: nn.Module, dataset) -> float:
 @dataclass
 class TrainResult:
     step: int
-    best_psnr: float | None
+    best_psnr: float | None  # GAN stage: the validation PSNR of best.pt (chosen by LPIPS)
     last_psnr: float | None
     out_dir: Path
+    best_lpips: float | None = None  # GAN stage: the validation LPIPS that chose best.pt
+    lpips_net: str | None = None
+
+
+def open_log(path: Path, step: int, header: list[str]):
+    """``(file, csv.writer)`` for a run's ``log.csv``: a new log at step 0 (or when absent), else the
+    existing one with the rows logged after ``step`` (the checkpoint resumed from) dropped."""
+    new_log = not path.is_file() or step == 0
+    if not new_log:
+        rows = list(csv.reader(open(path)))
+        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows(kept)
+    log_file = open(path, "w" if new_log else "a", newline="")
+    log = csv.writer(log_file)
+    if new_log:
+        log.writerow(header)
+    return log_file, log
 
 
 def _collate(batch):
@@ -116,12 +139,17 @@ def _collate(batch):
 
 
 def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_after: int | None = None) -> TrainResult:
-    """Run (or resume) L1 training. ``stop_after``: stop once this step is reached (for tests/interrupts)."""
+    """Run (or resume) L1 training, or the GAN stage when ``cfg.gan`` is set
+    (:func:`tinysr.train.gan.train_gan`). ``stop_after``: stop once this step is reached (for tests/interrupts)."""
     from tqdm.auto import tqdm
 
     cfg.validate()
     if not cfg.train_data:
         raise ValueError("no train_data folders given")
+    if cfg.gan is not None:
+        from .gan import train_gan
+
+        return train_gan(cfg, resume=resume, progress=progress, stop_after=stop_after)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -137,6 +165,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
     last_ckpt = out / "last.pt"
     if resume and last_ckpt.is_file():
         state = read_checkpoint(last_ckpt)
+        if "gan_state" in state:
+            raise ValueError(f"{last_ckpt} is from a GAN run, not an L1 run: use another --out-dir or --no-resume")
         check_same_architecture(state, model, last_ckpt, cfg.model)
         model.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
@@ -156,16 +186,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
     loader = DataLoader(data, batch_sampler=StepBatchSampler(len(data.names), cfg.batch_size, cfg.seed, step, end),
                         num_workers=cfg.workers, collate_fn=_collate, persistent_workers=False)
     log_path = out / "log.csv"
-    new_log = not log_path.is_file() or step == 0
-    if not new_log:  # drop rows logged after the checkpoint we resume from
-        rows = list(csv.reader(open(log_path)))
-        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
-        with open(log_path, "w", newline="") as f:
-            csv.writer(f).writerows(kept)
-    log_file = open(log_path, "w" if new_log else "a", newline="")
-    log = csv.writer(log_file)
-    if new_log:
-        log.writerow(["step", "loss", "lr", "val_psnr", "seconds"])
+    log_file, log = open_log(log_path, step, ["step", "loss", "lr", "val_psnr", "seconds"])
     l1 = nn.L1Loss()
     model.train()
     last_psnr = None
