@@ -87,3 +87,137 @@ def test_lpips_net_both_on_set5(bench, tpsr_ckpt, weights_dir, capsys):
     assert mean["lpips_alex"] == pytest.approx(0.199, abs=1e-3)
     assert mean["psnr"] == pytest.approx(31.103, abs=1e-3)
     assert mean["lpips"] == pytest.approx(0.2255, abs=1e-4)
+
+
+# --- several models, comparison figures -------------------------------------------------------
+
+@pytest.fixture
+def tiny_bench(tmp_path):
+    """An HR-only benchmark folder of two small images (LR made by the MATLAB bicubic)."""
+    from conftest import rng_image
+
+    d = tmp_path / "tiny"
+    d.mkdir()
+    Image.fromarray(rng_image(96, 128, seed=1)).save(d / "a.png")
+    Image.fromarray(rng_image(112, 96, seed=2)).save(d / "b.png")
+    return d
+
+
+@pytest.fixture
+def random_ckpt(tmp_path):
+    import torch
+
+    from tinysr.checkpoint import save_checkpoint
+    from tinysr.models import create_model
+
+    torch.manual_seed(0)
+    out = tmp_path / "rand.pt"
+    save_checkpoint(out, create_model("tpsr_x4"))
+    return out
+
+
+def test_compare_two_models_one_figure_per_image(tmp_path, tiny_bench, random_ckpt, capsys, monkeypatch):
+    import numpy as np
+
+    import tinysr.evaluate as ev
+
+    calls = []
+    upscale = ev.upscale_array
+    monkeypatch.setattr(ev, "upscale_array", lambda *a, **k: calls.append(1) or upscale(*a, **k))
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main(["eval", "--model", "tpsr_x4", str(random_ckpt), "--data", str(tiny_bench), "--save", str(out),
+                 "--compare", "--crop-size", "48", "--crop-at", "10,20", "--lpips", "off", "--json", "-q"]) == 0
+    assert len(calls) == 2 * 2  # each model ran once per image: the figures reuse the scored outputs
+    res = json.loads(capsys.readouterr().out)["models"]
+    assert list(res) == ["tpsr_x4", "rand"]  # keyed by label: the model names by default
+    assert res["rand"]["model"] == str(random_ckpt) and res["tpsr_x4"]["scale"] == 4
+    assert res["tpsr_x4"]["datasets"]["tiny"]["mean"]["psnr"] > res["rand"]["datasets"]["tiny"]["mean"]["psnr"]
+    folder = out / "tiny"
+    assert sorted(p.name for p in folder.iterdir()) == ["a_compare.png", "b_compare.png", "rand", "tpsr_x4"]
+    assert sorted(p.name for p in (folder / "rand").iterdir()) == ["a.png", "b.png"]
+
+    fig = np.asarray(Image.open(folder / "a_compare.png").convert("RGB"))
+    k = -(-256 // 48)  # nearest-neighbour zoom to at least 256 px
+    side, gap = 48 * k, 4
+    assert fig.shape[1] == 4 * side + 3 * gap and fig.shape[0] > side  # 4 panels, a label strip under them
+    strip = fig[side:]
+    assert (strip < 128).any() and (strip == 255).mean() > 0.8  # dark text on white
+    hr = np.asarray(Image.open(tiny_bench / "a.png").convert("RGB"))
+    crop_hr = hr[10:58, 20:68].repeat(k, 0).repeat(k, 1)
+    np.testing.assert_array_equal(fig[:side, 3 * (side + gap):], crop_hr)  # ground truth at --crop-at
+    sr = np.asarray(Image.open(folder / "tpsr_x4" / "a.png").convert("RGB"))
+    np.testing.assert_array_equal(fig[:side, side + gap:2 * side + gap], sr[10:58, 20:68].repeat(k, 0).repeat(k, 1))
+
+    # another --crop-at moves the crop; one past the edge is clipped to the image
+    assert main(["eval", "--model", "tpsr_x4", "tpsr_x4", "--labels", "L1,GAN", "--data", str(tiny_bench),
+                 "--save", str(tmp_path / "moved"), "--compare", "--crop-size", "48", "--crop-at", "500,500",
+                 "--lpips", "off", "-q"]) == 0
+    table = capsys.readouterr().out
+    assert "tiny, L1 (x4" in table and "tiny, GAN (x4" in table
+    moved = np.asarray(Image.open(tmp_path / "moved" / "tiny" / "a_compare.png").convert("RGB"))
+    assert moved.shape == fig.shape and not np.array_equal(moved, fig)
+    np.testing.assert_array_equal(moved[:side, 3 * (side + gap):], hr[-48:, -48:].repeat(k, 0).repeat(k, 1))
+    assert sorted(p.name for p in (tmp_path / "moved" / "tiny").iterdir() if p.is_dir()) == ["GAN", "L1"]
+
+
+def test_one_model_compare_keeps_the_layout(tmp_path, tiny_bench, capsys):
+    out = tmp_path / "out"
+    assert main(["eval", "--model", "tpsr_x4", "--data", str(tiny_bench), "--save", str(out), "--compare",
+                 "--lpips", "off", "--json", "-q"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["model"] == "tpsr_x4" and set(res["datasets"]) == {"tiny"}  # JSON as before
+    assert sorted(p.name for p in (out / "tiny").iterdir()) == ["a.png", "a_compare.png", "b.png", "b_compare.png"]
+    fig = Image.open(out / "tiny" / "b_compare.png")
+    side = 96 * 3  # default crop: 48 LR pixels (192 HR), clipped to the 96-pixel side, zoomed x3 -> 288
+    assert fig.size[0] == 3 * side + 2 * 4 and fig.size[1] > side
+
+
+def test_crop_box_defaults_and_clipping():
+    from tinysr.evaluate import Crop
+
+    assert Crop().box(400, 600, 4) == (104, 204, 192)  # centred, 48 LR pixels
+    assert Crop(size=100).box(400, 600, 2) == (150, 250, 100)
+    assert Crop(64, (10, 20)).box(400, 600, 4) == (10, 20, 64)
+    assert Crop(64, (390, 590)).box(400, 600, 4) == (336, 536, 64)  # clipped to the image
+    assert Crop(1000, (5, 5)).box(400, 600, 4) == (0, 5, 400)
+    with pytest.raises(ValueError, match="at least 1"):
+        Crop(0)
+
+
+def test_comparison_figure_labels_and_sizes(tmp_path):
+    import numpy as np
+
+    from tinysr.evaluate import Row, comparison_figure, score_label
+
+    assert score_label("GAN", Row("x", 27.8149, lpips=0.1212)) == "GAN  27.81 dB / 0.121"
+    assert score_label("GAN", Row("x", 27.8149, lpips_alex=0.2)) == "GAN  27.81 dB / 0.200"
+    assert score_label("L1", Row("x", 30.0)) == "L1  30.00 dB"
+    img = np.zeros((40, 40, 3), np.uint8)
+    comparison_figure(tmp_path / "short.png", img, [("A  1.00 dB", img)], img)
+    comparison_figure(tmp_path / "long.png", img, [("a very long model name that cannot fit  12.34 dB / 0.567", img)],
+                      img)
+    short, long_ = Image.open(tmp_path / "short.png"), Image.open(tmp_path / "long.png")
+    assert short.size[0] == long_.size[0] == 3 * 280 + 2 * 4  # 40 px zoomed x7
+    assert long_.size[1] > short.size[1] > 280  # the long label takes two lines
+    with pytest.raises(ValueError, match="'B' is 20x40"):
+        comparison_figure(tmp_path / "bad.png", img, [("B", img[:, :20])], img)
+    assert not (tmp_path / "bad.png").exists()
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--labels", "L1"], ["--labels 'L1'", "1 label(s) for 2 model(s)"]),
+    (["--labels", "A,A"], ["'A' is given twice"]),
+    (["--labels", "A,B", "--compare", "--save", "out", "--crop-at", "12"], ["--crop-at '12'", "Y,X", "e.g. 100,200"]),
+    (["--labels", "A,B", "--compare", "--save", "out", "--crop-at", "a,b"], ["--crop-at 'a,b'", "Y,X"]),
+    (["--labels", "A,B", "--compare", "--save", "out", "--crop-size", "0"], ["--crop-size 0", "at least 1"]),
+    (["--labels", "A,B", "--crop-at", "1,2"], ["add --compare"]),
+    (["--labels", "A,B", "--compare"], ["give --save"]),
+    ([], ["both called 'tpsr_x4'", "--labels"]),
+])
+def test_eval_option_errors_are_one_line(extra, words, tmp_path, capsys):
+    capsys.readouterr()
+    rc = main(["eval", "--model", "tpsr_x4", "tpsr-x4", "--data", str(tmp_path), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("tinysr: error: "), err
+    assert all(w in err for w in words), err

@@ -235,3 +235,100 @@ def format_upscale_bench(result: dict) -> str:
                  f"{'identical' if result['png_pixels_identical'] else 'DIFFER'}), "
                  f"JPEG {result['jpeg_bytes'] / 1e6:.2f} MB")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ tinysr bench --train-step
+#: The pair whose ratio the MESRGAN report's Table I is about: its depthwise (MobileNetV2) blocks
+#: against ESRGAN's plain convolutions.
+TRAIN_RATIO = ("mesrgan_x4", "esrgan_x4")
+
+
+def _train_step_calls(model, x, target):
+    """(forward under no_grad in eval mode, forward + L1 loss + backward in train mode) on ``x``."""
+    def forward():
+        model.eval()
+        with torch.no_grad():
+            model(x)
+
+    def fwd_bwd():
+        model.train()
+        torch.nn.functional.l1_loss(model(x), target).backward()
+        model.zero_grad(set_to_none=True)
+    return forward, fwd_bwd
+
+
+def run_train_bench(models=("srresnet_x4", "esrgan_x4", "mesrgan_x4"), batches=(1, 4, 16), patch: int = 32,
+                    threads: int | None = None, rounds: int = 3, warmup: int = 1, progress: bool = True) -> dict:
+    """Training-time cost of generators (the MESRGAN report's Table I): for every model and batch
+    size, the forward pass (eval mode, no_grad) and forward + backward (train mode, L1 loss against
+    a random HR target, no optimizer step) on a random ``batch x 3 x patch x patch`` LR batch.
+    Random weights (timings do not depend on them). All configurations are timed round-robin
+    (``rounds`` rounds, one timed call each, after ``warmup`` untimed calls) by one engine,
+    :func:`tinysr.profile.host.time_calls`; medians in ms. ``threads``: torch's intra-op threads
+    (None: torch's default)."""
+    from .complexity import measure
+    from .models import create_model, get_entry
+    from .profile.host import cpu_model, time_calls
+
+    models, batches = list(models), list(batches)
+    if not models:
+        raise ValueError("give at least one generator to time")
+    if not batches or not all(isinstance(b, int) and b >= 1 for b in batches):
+        raise ValueError(f"batch sizes must be positive integers, got {batches}")
+    checks = {"patch": patch, "rounds": rounds, **({"threads": threads} if threads is not None else {})}
+    for flag, value in checks.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{flag} must be a positive integer, got {value!r}")
+    entries = [get_entry(m, kind="generator") for m in models]
+    if len({e.name for e in entries}) < len(entries) or len(set(batches)) < len(batches):
+        raise ValueError(f"each model and batch size once, got models {models} and batches {batches}")
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or old_threads)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        info, keys, calls = {}, [], []
+        for e in entries:
+            model = create_model(e.name)
+            c = measure(model, (patch, patch))
+            info[e.name] = {"scale": e.scale, "params": c.params, "mult_adds_per_image": c.mult_adds}
+            for b in batches:
+                x = torch.rand(b, 3, patch, patch, generator=gen)
+                target = torch.rand(b, 3, patch * e.scale, patch * e.scale, generator=gen)
+                keys.append((e.name, b))
+                calls += _train_step_calls(model, x, target)
+        timings = time_calls(calls, runs=rounds, warmup=warmup, rounds=rounds, settle=False,
+                             progress="train-step rounds" if progress else None)
+        used_threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(old_threads)
+    rows = []
+    for (name, b), fwd, step in zip(keys, timings[0::2], timings[1::2]):
+        rows.append({"model": name, "batch": b, "forward_ms": fwd.median_ms, "fwd_bwd_ms": step.median_ms,
+                     "forward_ms_per_image": fwd.median_ms / b, "fwd_bwd_ms_per_image": step.median_ms / b,
+                     "forward_runs_ms": list(fwd.times_ms), "fwd_bwd_runs_ms": list(step.times_ms)})
+    by = {(r["model"], r["batch"]): r for r in rows}
+    a, base = TRAIN_RATIO
+    ratios = [{"batch": b, "forward": by[a, b]["forward_ms"] / by[base, b]["forward_ms"],
+               "fwd_bwd": by[a, b]["fwd_bwd_ms"] / by[base, b]["fwd_bwd_ms"]}
+              for b in batches if (a, b) in by and (base, b) in by]
+    return {"models": [e.name for e in entries], "batches": batches, "patch": patch, "model_info": info,
+            "cpu": cpu_model(), "cores": os.cpu_count(), "threads": used_threads, "torch": torch.__version__,
+            "rounds": rounds, "warmup": warmup, "rows": rows, "ratio_of": list(TRAIN_RATIO), "ratios": ratios}
+
+
+def format_train_bench(result: dict) -> str:
+    """A Markdown table (rows: model x batch) with the parameters, Mult-Adds and ratio lines."""
+    p = result["patch"]
+    lines = [f"LR patch {p}x{p}; {result['cpu']}, {result['cores']} cores, torch {result['torch']} with "
+             f"{result['threads']} thread(s); medians of {result['rounds']} interleaved rounds", "",
+             "| model | batch | forward ms | fwd+bwd ms | forward ms/image | fwd+bwd ms/image |",
+             "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['model']} | {r['batch']} | {r['forward_ms']:.1f} | {r['fwd_bwd_ms']:.1f} | "
+              f"{r['forward_ms_per_image']:.1f} | {r['fwd_bwd_ms_per_image']:.1f} |" for r in result["rows"]]
+    lines += ["", f"per image at {p}x{p}: " + "; ".join(
+        f"{name} x{i['scale']} {i['params'] / 1e6:.3g} M params, {i['mult_adds_per_image'] / 1e9:.3g} G Mult-Adds"
+        for name, i in result["model_info"].items())]
+    a, b = result["ratio_of"]
+    lines += [f"{a} / {b} at batch {r['batch']}: forward {r['forward']:.2f}, fwd+bwd {r['fwd_bwd']:.2f}"
+              for r in result["ratios"]]
+    return "\n".join(lines)

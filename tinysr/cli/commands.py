@@ -106,30 +106,88 @@ def cmd_upscale(args):
     return 2 if failed else 0
 
 
+def parse_crop_at(text: str) -> tuple[int, int]:
+    """``"100,200"`` -> ``(100, 200)``: the top-left HR pixel (y, x) of a comparison crop."""
+    try:
+        y, x = (int(v) for v in text.split(","))
+    except ValueError:
+        y = x = -1
+    if y < 0 or x < 0:
+        raise ValueError(f"--crop-at {text!r}: expected Y,X, the crop's top-left HR pixel (two integers >= 0), "
+                         "e.g. 100,200")
+    return y, x
+
+
+def eval_labels(models: list[str], labels: str | None) -> list[str]:
+    """One distinct label per model: ``--labels`` (comma-separated) or the model names (file stems)."""
+    if labels is None:
+        names = [Path(m).stem for m in models]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                first = models[names.index(name)]
+                raise ValueError(f"models {first} and {models[i]} are both called {name!r}; "
+                                 "name them with --labels, e.g. --labels A,B")
+        return names
+    names = [v.strip() for v in labels.split(",")]
+    if len(names) != len(models):
+        raise ValueError(f"--labels {labels!r}: {len(names)} label(s) for {len(models)} model(s); "
+                         "give one per --model, in order")
+    for i, name in enumerate(names):
+        if not name:
+            raise ValueError(f"--labels {labels!r}: label {i + 1} is empty")
+        if name in names[:i]:
+            raise ValueError(f"--labels {labels!r}: {name!r} is given twice; the labels tell the models apart")
+    return names
+
+
 def cmd_eval(args):
-    from ..evaluate import LPIPS_FIELDS, LPIPS_NETS, as_json, evaluate, format_table
+    from ..evaluate import LPIPS_FIELDS, LPIPS_NETS, Crop, as_json, evaluate_models, format_table
     from ..runtimes import make_runner
 
-    runner = make_runner(args.model, args.runtime)
+    labels = eval_labels(args.model, args.labels)
+    if args.crop_size is not None:
+        check_at_least("--crop-size", args.crop_size, 1, "the crop must be at least 1 HR pixel")
+    crop_at = parse_crop_at(args.crop_at) if args.crop_at is not None else None
+    if (args.crop_size is not None or crop_at is not None) and not args.compare:
+        raise ValueError("--crop-size / --crop-at place the crop of the --compare figures; add --compare")
+    if args.compare and not args.save:
+        raise ValueError("--compare writes its figures into the --save folder; give --save DIR")
+    crop = Crop(args.crop_size, crop_at)
+    loaded = {}
+    for spec in args.model:
+        if spec not in loaded:
+            loaded[spec] = make_runner(spec, args.runtime)
+    runners = {label: loaded[spec] for label, spec in zip(labels, args.model)}
+    specs = dict(zip(labels, args.model))
     lp = {"auto": None, "on": True, "off": False}[args.lpips]
     net = args.lpips_net
-    results = {}
+    results = {}  # data folder -> label -> rows
     for data in args.data:
         save = Path(args.save) / Path(data).name if args.save else None
-        rows = evaluate(runner, data, lpips=lp, save_dir=save, compare=args.compare, progress=not args.quiet,
-                        lpips_net=net)
-        results[Path(data).name] = rows
+        by_model = evaluate_models(runners, data, lpips=lp, lpips_net=net, save_dir=save, compare=args.compare,
+                                   crop=crop, progress=not args.quiet)
+        results[Path(data).name] = by_model
         if lp is None:  # auto: the next folders use the trunks whose weights were found (one warning)
+            rows = [r for rs in by_model.values() for r in rs]
             found = [n for n in LPIPS_NETS[net] if any(getattr(r, LPIPS_FIELDS[n]) is not None for r in rows)]
             lp = bool(found)
             net = "both" if len(found) == 2 else (found[0] if found else net)
     if args.json:
-        print(json.dumps({"model": args.model, "scale": runner.scale,
-                          "datasets": {k: as_json(v) for k, v in results.items()}}, indent=2))
+        def datasets(label):
+            return {name: as_json(by_model[label]) for name, by_model in results.items()}
+
+        if len(labels) == 1:
+            out = {"model": args.model[0], "scale": runners[labels[0]].scale, "datasets": datasets(labels[0])}
+        else:
+            out = {"models": {label: {"model": specs[label], "scale": runners[label].scale,
+                                      "datasets": datasets(label)} for label in labels}}
+        print(json.dumps(out, indent=2))
     else:
-        for name, rows in results.items():
-            print(f"\n{name} (x{runner.scale}, Y channel, shave {runner.scale})")
-            print(format_table(rows))
+        for name, by_model in results.items():
+            for label, rows in by_model.items():
+                scale = runners[label].scale
+                print(f"\n{name}, {label} (x{scale}, Y channel, shave {scale})")
+                print(format_table(rows))
 
 
 def cmd_train(args):
@@ -151,6 +209,11 @@ def cmd_train(args):
             overrides.append(f"{key}={json.dumps(value)}")
     cfg = cfg.override(overrides)
     result = train(cfg, resume=not args.no_resume, progress=not args.quiet)
+    if result.lpips_net:  # the GAN stage: best.pt is chosen by validation LPIPS
+        best = ("-" if result.best_lpips is None else
+                f"LPIPS-{result.lpips_net} {result.best_lpips:.4f} at {result.best_psnr:.3f} dB")
+        print(f"stopped at step {result.step}/{cfg.steps}; best validation {best}; checkpoints in {result.out_dir}")
+        return
     best = "-" if result.best_psnr is None else f"{result.best_psnr:.3f} dB"
     print(f"stopped at step {result.step}/{cfg.steps}; best validation PSNR {best}; checkpoints in {result.out_dir}")
 
@@ -196,6 +259,20 @@ def cmd_export(args):
     print(f"wrote {out} and {out.with_suffix('.json')}")
 
 
+def cmd_android_demo_prepare(args):
+    from ..android_demo import prepare
+    from ..export.pipeline import format_card
+
+    if args.float_io and args.precision != "int8":
+        raise ValueError("--float-io applies to --precision int8 only")
+    card, art = prepare(model_spec(args.model), args.precision, args.app,
+                        parse_size(args.input_size) if args.input_size else None,
+                        int8_io=False if args.float_io else None, calib=args.calib, preset=args.preset,
+                        progress=not args.quiet)
+    print(format_card(card))
+    print(f"placed {art.name} and {art.with_suffix('.json').name} in {art.parent}; build the app to bundle them")
+
+
 def thread_counts(text: str) -> tuple[int, ...]:
     try:
         counts = tuple(int(t) for t in text.split(","))
@@ -206,25 +283,46 @@ def thread_counts(text: str) -> tuple[int, ...]:
     return counts
 
 
+def batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(b) for b in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"--batches {text}: expected positive batch sizes, comma-separated, e.g. 1,4,16")
+    return sizes
+
+
 def cmd_bench(args):
     from ..imageio import atomic_write
 
-    rounds = args.rounds if args.rounds is not None else (5 if args.upscale else 10)
+    rounds = args.rounds if args.rounds is not None else (3 if args.train_step else 5 if args.upscale else 10)
     check_at_least("--rounds", rounds, 1, "time at least 1 round")
-    if args.upscale:
+    if args.train_step:
+        from ..bench import format_train_bench, run_train_bench
+
+        models = [model_spec(m) for m in (args.model or "srresnet_x4,esrgan_x4,mesrgan_x4").split(",")]
+        threads = thread_counts(args.threads) if args.threads else (None,)
+        if len(threads) > 1:
+            raise ValueError(f"--threads {args.threads}: --train-step times one thread count")
+        check_at_least("--patch", args.patch, 1, "the LR patch side must be at least 1")
+        result = run_train_bench(models, batch_sizes(args.batches), args.patch, threads[0], rounds,
+                                 progress=not args.quiet)
+        print(format_train_bench(result))
+    elif args.upscale:
         from ..bench import format_upscale_bench, run_upscale_bench
 
         threads = thread_counts(args.threads) if args.threads else (0,)  # 0: the runtime's default
         if len(threads) > 1:
             raise ValueError(f"--threads {args.threads}: --upscale times one thread count")
-        result = run_upscale_bench(args.model, parse_size(args.upscale, "WxH"), args.image, rounds, threads[0],
-                                   progress=not args.quiet)
+        result = run_upscale_bench(args.model or "tpsr_x4", parse_size(args.upscale, "WxH"), args.image, rounds,
+                                   threads[0], progress=not args.quiet)
         print(format_upscale_bench(result))
     else:
         from ..bench import format_bench, run_bench
 
         threads = thread_counts(args.threads or "1,2")
-        result = run_bench(args.model, parse_size(args.input_size), threads, rounds,
+        result = run_bench(args.model or "tpsr_x4", parse_size(args.input_size), threads, rounds,
                            runtimes=tuple(args.runtimes.split(",")), calib=args.calib, progress=not args.quiet)
         print(format_bench(result))
     if args.json:

@@ -33,15 +33,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=commands.cmd_upscale)
 
     s = sub.add_parser("eval", help="PSNR / SSIM / LPIPS on a benchmark folder")
-    s.add_argument("--model", required=True, help="registry name, checkpoint, .onnx or .tflite")
+    s.add_argument("--model", required=True, nargs="+",
+                   help="one or more: registry name, checkpoint, .onnx or .tflite (each scored; --compare shows all)")
+    s.add_argument("--labels", metavar="A,B,...",
+                   help="comma-separated names of the models, one per --model, in order (e.g. L1,GAN; "
+                   "default: the model names)")
     s.add_argument("--data", required=True, nargs="+", help="folders with HR/ (+ LR_bicubic/X{s}/), or HR images")
     s.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnxruntime", "litert"])
     s.add_argument("--lpips", choices=["auto", "on", "off"], default="auto",
                    help="auto: when its weights are found (see TINYSR_WEIGHTS)")
     s.add_argument("--lpips-net", choices=["vgg", "alex", "both"], default="vgg",
                    help="LPIPS trunk: vgg (the paper's, default), alex (the lpips package's default), both")
-    s.add_argument("--save", help="folder for SR images")
-    s.add_argument("--compare", action="store_true", help="also save bicubic | model | ground-truth crops")
+    s.add_argument("--save", help="folder for SR images (a subfolder per model when several)")
+    s.add_argument("--compare", action="store_true",
+                   help="also save one figure per image into --save: bicubic | each model | ground truth, "
+                   "a crop of each labelled with its PSNR / LPIPS")
+    s.add_argument("--crop-size", type=int, metavar="N",
+                   help="side of the --compare crop in HR pixels (default 48 LR pixels: 192 at x4)")
+    s.add_argument("--crop-at", metavar="Y,X", help="top-left HR pixel of the --compare crop (default: centred); "
+                   "the crop is clipped to the image")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=commands.cmd_eval)
@@ -82,18 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=commands.cmd_export)
 
     s = sub.add_parser("bench", help="time a model across runtimes and thread counts (medians, ratios, %% of peak), "
-                       "or the whole of tinysr upscale (--upscale)")
-    s.add_argument("--model", default="tpsr_x4")
+                       "or the whole of tinysr upscale (--upscale), or training-time cost (--train-step)")
+    s.add_argument("--model", help="default tpsr_x4; --train-step: comma-separated generators "
+                   "(default srresnet_x4,esrgan_x4,mesrgan_x4)")
     s.add_argument("--input-size", default="180x320")
-    s.add_argument("--threads", help="comma-separated thread counts (default 1,2; --upscale: one count, "
-                   "default the runtime's)")
-    s.add_argument("--rounds", type=int, help="timed rounds (default 10; --upscale: 5)")
+    s.add_argument("--threads", help="comma-separated thread counts (default 1,2; --upscale, --train-step: one "
+                   "count, default the runtime's)")
+    s.add_argument("--rounds", type=int, help="timed rounds (default 10; --upscale: 5; --train-step: 3)")
     s.add_argument("--runtimes", default="torch,litert-plain-fp32,litert-mobile-fp32,litert-mobile-int8,"
                    "onnxruntime-fp32,onnxruntime-int8")
     s.add_argument("--calib", help="int8 calibration images")
     s.add_argument("--upscale", metavar="WxH", help="instead: time tinysr upscale of a WxH photo (e.g. 1000x750): "
                    "model compute alone, to PNG (now and with the former encoder), to JPEG; PNG sizes")
     s.add_argument("--image", help="--upscale: the photo, scaled by bicubic to WxH (default the bundled sample photo)")
+    s.add_argument("--train-step", action="store_true", help="instead: forward and forward+backward time by batch "
+                   "size for the given generators (MESRGAN report Table I style)")
+    s.add_argument("--batches", default="1,4,16", help="--train-step: comma-separated batch sizes (default 1,4,16)")
+    s.add_argument("--patch", type=int, default=32, help="--train-step: LR patch side (default 32)")
     s.add_argument("--json", help="also write the results here")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=commands.cmd_bench)
@@ -174,6 +189,21 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-q", "--quiet", action="store_true")
     v.set_defaults(func=commands.cmd_lut_validate)
 
+    s = sub.add_parser("android-demo", help="the Android demo app (android_demo/): put an exported model into it")
+    ad = s.add_subparsers(dest="android_command", required=True)
+    a = ad.add_parser("prepare", help="export a model as tinysr export does and place the .tflite and its card in "
+                      "the app's assets (replacing the model there)")
+    a.add_argument("--model", required=True, help="registry name (bundled weights) or checkpoint")
+    a.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32", help="default fp32")
+    a.add_argument("--input-size", help="fixed LR input HxW (default 256x256: square tiles of 224 + 16 overlap)")
+    a.add_argument("--float-io", action="store_true", help="int8: float input/output tensors (default: int8 I/O, "
+                   "quantized with the card's parameters)")
+    a.add_argument("--calib", help="folder of real images for int8 calibration (default: bundled sample)")
+    a.add_argument("--preset", help="export preset to start from (default tflite-PRECISION)")
+    a.add_argument("--app", help="the app module folder (default android_demo/app of this repository)")
+    a.add_argument("-q", "--quiet", action="store_true")
+    a.set_defaults(func=commands.cmd_android_demo_prepare)
+
     search.add_parser(sub)
 
     s = sub.add_parser("import-weights", help="convert a published checkpoint (e.g. TPSR authors' .pt) into a tinysr checkpoint")
@@ -197,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command in MODEL_COMMANDS and args.model is not None:
-            args.model = commands.model_spec(args.model)
+        if args.command in MODEL_COMMANDS and args.model is not None and not getattr(args, "train_step", False):
+            args.model = ([commands.model_spec(m) for m in args.model] if isinstance(args.model, list)
+                          else commands.model_spec(args.model))
         return args.func(args) or 0
     except KeyboardInterrupt:
         print("tinysr: interrupted", file=sys.stderr)
