@@ -1,4 +1,5 @@
-"""``tinysr search``: run a generator search, look at a run, export a candidate (thin over tinysr.search)."""
+"""``tinysr search``: run a generator or discriminator search, look at a run, export a candidate
+(thin over tinysr.search)."""
 from __future__ import annotations
 
 import json
@@ -10,18 +11,14 @@ def add_parser(sub) -> None:
     ss = s.add_subparsers(dest="search_command", required=True)
 
     g = ss.add_parser("generator", help="search a generator cell (TPSR space) under Mult-Adds and latency budgets")
-    g.add_argument("--config", required=True, help="search config YAML/TOML (see tinysr/configs/search_demo.yaml)")
-    g.add_argument("--resume", action="store_true", help="continue the run in the config's run_dir after a stop or kill")
-    g.add_argument("--run-dir", help="override the config's run_dir")
-    g.add_argument("--strategy", help="reinforce (default, the paper's), random, nsga2 or tpe (multi-objective)")
-    g.add_argument("--backend", choices=["local", "ray"], help="local process pool (default) or a Ray cluster")
-    g.add_argument("--workers", type=int, help="parallel evaluations (local: 0 runs them in this process)")
-    g.add_argument("--threads", type=int, help="torch threads per evaluation")
-    g.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
-    g.add_argument("--evaluations", type=int, help="override the number of candidates to train and score")
-    g.add_argument("--json", help="also write the run's summary here")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _run_arguments(g, "tinysr/configs/search_demo.yaml",
+                   "reinforce (default, the paper's), random, nsga2 or tpe (multi-objective)")
     g.set_defaults(func=cmd_search_generator)
+
+    d = ss.add_parser("discriminator", help="search a discriminator (TPSR template): fine-tune a fixed generator "
+                      "with each candidate, reward -LPIPS")
+    _run_arguments(d, "tinysr/configs/search_discriminator_demo.yaml", "reinforce (default, the paper's) or random")
+    d.set_defaults(func=cmd_search_discriminator)
 
     sh = ss.add_parser("show", help="leaderboard of a run, with its Pareto-front and reward plots")
     sh.add_argument("run", help="the run folder (its run.json names the study)")
@@ -43,19 +40,48 @@ def add_parser(sub) -> None:
     e.set_defaults(func=cmd_search_export)
 
 
-def cmd_search_generator(args) -> int:
-    from tinysr.search.config import SearchConfig
-    from tinysr.search.driver import run_search
-    from tinysr.search.report import plot_pareto, plot_reward
+def _run_arguments(p, demo: str, strategies: str) -> None:
+    """The options every ``tinysr search KIND`` run command takes."""
+    p.add_argument("--config", required=True, help=f"search config YAML/TOML (see {demo})")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in the config's run_dir after a stop or kill")
+    p.add_argument("--run-dir", help="override the config's run_dir")
+    p.add_argument("--strategy", help=strategies)
+    p.add_argument("--backend", choices=["local", "ray"], help="local process pool (default) or a Ray cluster")
+    p.add_argument("--workers", type=int, help="parallel evaluations (local: 0 runs them in this process)")
+    p.add_argument("--threads", type=int, help="torch threads per evaluation")
+    p.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    p.add_argument("--evaluations", type=int, help="override the number of candidates to train and score")
+    p.add_argument("--json", help="also write the run's summary here")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
-    cfg = SearchConfig.from_file(args.config)
+
+def _run(args, config_class, run_search) -> tuple[dict, Path]:
+    """Load the config, apply the command-line overrides, run (or resume) the search."""
+    cfg = config_class.from_file(args.config)
     if args.strategy is not None and args.resume and args.strategy != cfg.strategy:
         raise ValueError("--strategy cannot change when resuming: the run's strategy state belongs to "
                          f"{cfg.strategy}")
     cfg = cfg.replace(run_dir=args.run_dir, strategy=args.strategy, backend=args.backend, workers=args.workers,
                       threads=args.threads, address=args.address, evaluations=args.evaluations)
-    summary = run_search(cfg, resume=args.resume, progress=not args.quiet)
-    run = Path(cfg.run_dir)
+    return run_search(cfg, resume=args.resume, progress=not args.quiet), Path(cfg.run_dir)
+
+
+def _finish(args, summary: dict, run: Path, plots: list) -> None:
+    print(f"plots: {', '.join(str(p) for p in plots)}; leaderboard: tinysr search show {run}; "
+          f"dashboard: optuna-dashboard {summary.get('storage') or 'sqlite:///' + str(run / 'study.db')}")
+    if args.json:
+        from tinysr.imageio import atomic_write
+
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
+
+
+def cmd_search_generator(args) -> int:
+    from tinysr.search.config import SearchConfig
+    from tinysr.search.driver import run_search
+    from tinysr.search.report import plot_pareto, plot_reward
+
+    summary, run = _run(args, SearchConfig, run_search)
     plots = [plot_pareto(run, run / "pareto.png"), plot_reward(run, run / "reward.png")]
     best = summary["best"]
     print(f"{summary['evaluated']} evaluated, {summary['rejected']} rejected, {summary['failed']} failed "
@@ -65,12 +91,24 @@ def cmd_search_generator(args) -> int:
         lat = "".join(f", {k} {v:.2f} ms" for k, v in best["latency_ms"].items())
         print(f"best: candidate {best['candidate']}  R {best['reward']:.4f}  PSNR {best['psnr']:.3f} dB{lat}\n"
               f"      {best['genotype']}")
-    print(f"plots: {', '.join(str(p) for p in plots)}; leaderboard: tinysr search show {run}; "
-          f"dashboard: optuna-dashboard {summary.get('storage') or 'sqlite:///' + str(run / 'study.db')}")
-    if args.json:
-        from tinysr.imageio import atomic_write
+    _finish(args, summary, run, plots)
+    return 0
 
-        atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
+
+def cmd_search_discriminator(args) -> int:
+    from tinysr.search.config import DiscriminatorSearchConfig
+    from tinysr.search.gan_search import run_discriminator_search
+    from tinysr.search.report import plot_reward
+
+    summary, run = _run(args, DiscriminatorSearchConfig, run_discriminator_search)
+    plots = [plot_reward(run, run / "reward.png")]
+    best = summary["best"]
+    print(f"{summary['evaluated']} evaluated, {summary['failed']} failed of {summary['candidates']} candidates in "
+          f"{summary['wall_s']:.0f} s; evaluation {summary['eval_s_mean']:.2f} s mean")
+    if best:
+        print(f"best: candidate {best['candidate']}  R {best['reward']:.4f}  LPIPS {best['lpips']:.4f}  "
+              f"PSNR {best['psnr']:.3f} dB\n      {best['genotype']}")
+    _finish(args, summary, run, plots)
     return 0
 
 
@@ -85,7 +123,8 @@ def cmd_search_show(args) -> int:
     if not args.no_plots:
         out = Path(args.plots or args.run)
         out.mkdir(parents=True, exist_ok=True)
-        paths = [plot_pareto(summary, out / "pareto.png"), plot_reward(summary, out / "reward.png")]
+        paths = [] if summary["kind"] == "discriminator" else [plot_pareto(summary, out / "pareto.png")]
+        paths.append(plot_reward(summary, out / "reward.png"))
         if not args.json:
             print("plots: " + ", ".join(str(p) for p in paths))
     return 0
@@ -96,6 +135,11 @@ def cmd_search_export(args) -> int:
 
     meta = export_checkpoint(args.run, args.output, trial=None if args.best else args.trial, weights=args.weights)
     meta = meta["search"]
+    if meta.get("kind") == "discriminator":
+        print(f"{args.output}: trial {meta['trial']} (candidate {meta['candidate']}), fine-tuned discriminator, "
+              f"reward {meta['reward']:.4f} (LPIPS {meta['lpips']:.4f}, PSNR {meta['psnr']:.3f} dB)\n"
+              f"  {meta['genotype']}")
+        return 0
     lat = "".join(f", {k} {v:.2f} ms" for k, v in (meta.get("latency_ms") or {}).items())
     print(f"{args.output}: trial {meta['trial']} (candidate {meta['candidate']}), {meta['weights']} weights, "
           f"proxy PSNR {meta['psnr']:.3f} dB, {meta['mult_adds'] / 1e9:.3f} G Mult-Adds{lat}\n  {meta['genotype']}")

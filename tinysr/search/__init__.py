@@ -1,4 +1,4 @@
-"""Generator search (TPSR, ECCV 2020, Sec. 3.2-3.3): the library core.
+"""Generator and discriminator search (TPSR, ECCV 2020, Sec. 3.2-3.3): the library core.
 
 A search repeats: a *strategy* proposes decision vectors of the generator space; each is
 decoded to a :class:`~tinysr.genotype.Genotype`; *constraints* reject candidates over the
@@ -86,12 +86,22 @@ Modules:
     evaluation / Eq. 5 offers / tell / atomic checkpoint; exact resume after a kill) and the
     backends that evaluate (in-process, local process pool, Ray).
 
+:mod:`tinysr.search.gan_proxy`, :mod:`tinysr.search.gan_search`
+    The discriminator search on the same machinery: :class:`~tinysr.search.space.DiscriminatorSpace`
+    (the 10 decisions of :class:`~tinysr.models.discriminators.DiscriminatorGenotype`, named
+    ``op_b`` / ``rop_b``), E_D (:func:`~tinysr.search.gan_proxy.evaluate_discriminator`: GAN
+    fine-tuning of a fixed pre-trained generator with the candidate, reward ``-min`` of the last
+    three validation LPIPS), :class:`~tinysr.search.gan_search.DiscriminatorSearch` (the driver's
+    rounds, run store, backends and resume; no constraints, no weight sharing) and
+    :class:`~tinysr.search.config.DiscriminatorSearchConfig`.
+
 :mod:`tinysr.search.run_store`, :mod:`tinysr.search.report`
     The run store (one Optuna study per run, its schema written once) and what reads it:
     leaderboard, Pareto-front and reward plots, export of a candidate as a checkpoint.
 """
 from .reward import Constraints, LatencyTarget, Reward, default_mult_adds, mnas_factor
-from .space import CELL_INPUT_PARAM, TPSR_SPACE, GeneratorSpace, decode, encode, space_size
+from .space import (CELL_INPUT_PARAM, TPSR_D_SPACE, TPSR_SPACE, DiscriminatorSpace, GeneratorSpace, decode, encode,
+                    space_size)
 from .optuna_strategy import NSGA2Strategy, OptunaStrategy, TPEStrategy
 from .proxy import ProxyData, ProxyResult, ProxyTask, bicubic_psnr, evaluate_candidate, train_steps, validation_psnr
 from .strategies import (DEFAULT_LR, ENAS_PYTORCH_LR, STRATEGIES, RandomStrategy, ReinforceStrategy, Strategy,
@@ -100,6 +110,7 @@ from .weight_store import WeightStore
 
 __all__ = [
     "CELL_INPUT_PARAM", "TPSR_SPACE", "GeneratorSpace", "decode", "encode", "space_size",
+    "TPSR_D_SPACE", "DiscriminatorSpace",
     "Constraints", "LatencyTarget", "Reward", "default_mult_adds", "mnas_factor",
     "DEFAULT_LR", "ENAS_PYTORCH_LR", "STRATEGIES", "RandomStrategy", "ReinforceStrategy", "Strategy", "make_strategy",
     "NSGA2Strategy", "OptunaStrategy", "TPEStrategy",

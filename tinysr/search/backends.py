@@ -1,8 +1,10 @@
 """Where proxy evaluations run: in the driver's process, a local process pool, or a Ray cluster.
 
-The driver keeps the study, the strategy and the weight store; a backend only turns jobs
-``(genotype text, initial state dict, n_feats)`` into :class:`~tinysr.search.proxy.ProxyResult`\\ s
-with :func:`~tinysr.search.proxy.evaluate_candidate`. Every backend runs the same function with the
+The driver keeps the study, the strategy and the weight store; a backend only turns jobs into
+results with :func:`run_job`: a generator job ``(genotype text, initial state dict, n_feats)`` into a
+:class:`~tinysr.search.proxy.ProxyResult` with :func:`~tinysr.search.proxy.evaluate_candidate`, a
+discriminator job (:class:`~tinysr.search.gan_proxy.DiscriminatorJob`) into a
+:class:`~tinysr.search.gan_proxy.GanProxyResult`. Every backend runs the same function with the
 same thread count on the same data, so a search gives the same trials on any backend and with any
 number of workers (evaluations are deterministic; the driver applies results in candidate order).
 
@@ -26,17 +28,22 @@ from typing import Iterator, Sequence
 
 from .proxy import ProxyData, ProxyTask, evaluate_candidate
 
-Job = tuple  # (genotype text, initial state dict or None, n_feats)
+Job = object  # (genotype text, initial state dict or None, n_feats), or an object with evaluate(task, data, threads)
 Outcome = tuple  # ("ok", ProxyResult) or ("error", one-line message)
 
 _WORKER: dict = {}
 
 
 def run_job(job: Job, task: ProxyTask, data: ProxyData, threads: int) -> Outcome:
-    genotype, init_state, n_feats = job
+    """A generator job ``(genotype text, initial state dict or None, n_feats)`` through
+    :func:`evaluate_candidate`, or any other job (e.g. a
+    :class:`~tinysr.search.gan_proxy.DiscriminatorJob`) through its ``evaluate(task, data, threads)``."""
     try:
-        return "ok", evaluate_candidate(genotype, init_state, task, data, n_feats=n_feats, threads=threads)
-    except (ValueError, RuntimeError) as e:
+        if isinstance(job, tuple):
+            genotype, init_state, n_feats = job
+            return "ok", evaluate_candidate(genotype, init_state, task, data, n_feats=n_feats, threads=threads)
+        return "ok", job.evaluate(task, data, threads)
+    except (ValueError, RuntimeError, FloatingPointError) as e:  # FloatingPointError: a diverging GAN
         return "error", f"{type(e).__name__}: {' '.join(str(e).split())}"
 
 

@@ -36,6 +36,10 @@ training), and for measured targets ``threads``, ``runs``, ``warmup``, ``benchma
 Relative paths are resolved against the working directory. ``backend``, ``workers``, ``threads``,
 ``address``, ``evaluations`` and ``max_candidates`` may change between a run and its resume; the
 rest is the run's identity (:meth:`SearchConfig.identity`) and may not.
+
+A discriminator search has its own config, :class:`DiscriminatorSearchConfig` (the run fields
+above plus ``generator``, ``gan``, ``eval_every``, ``lpips_net``; the generator-only fields are
+refused); both share :class:`ConfigFile`.
 """
 from __future__ import annotations
 
@@ -44,7 +48,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinysr.train.config import from_mapping
+from tinysr.train.config import GanConfig, from_mapping
 
 from .proxy import ProxyTask
 
@@ -98,8 +102,65 @@ def _proxy(value, source: str) -> ProxyTask:
     return ProxyTask.from_dict(value, source)
 
 
+class ConfigFile:
+    """What every search config shares (a dataclass with the run fields of :class:`SearchConfig`
+    and its own ``from_dict`` / ``validate``): reading a YAML/TOML file, command-line overrides, the
+    run's identity, the run-field checks."""
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "ConfigFile":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such search config")
+        text = path.read_text()
+        try:
+            if path.suffix.lower() == ".toml":
+                import tomllib
+
+                data = tomllib.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text) or {}
+        except Exception as e:  # YAML / TOML syntax: one line with the position
+            raise ValueError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'YAML'}: "
+                             f"{' '.join(str(e).split())}") from None
+        return cls.from_dict(data, str(path))
+
+    def replace(self, **changes) -> "ConfigFile":
+        cfg = dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        cfg.validate("command line")
+        return cfg
+
+    def _validate_run(self, source: str) -> None:
+        if self.proxy is None:
+            raise ValueError(f"{source}: a proxy section with train_data is required")
+        if self.proxy.scale != self.scale:
+            raise ValueError(f"{source}: proxy.scale {self.proxy.scale} differs from scale {self.scale}")
+        for name in ("evaluations", "round_size", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{source}: {name} must be at least 1, got {getattr(self, name)}")
+        if self.workers < 0 or self.max_candidates < 0:
+            raise ValueError(f"{source}: workers and max_candidates must be >= 0")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"{source}: backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.backend == "ray" and self.workers < 1:
+            raise ValueError(f"{source}: the ray backend needs workers >= 1")
+
+    @property
+    def max_samples(self) -> int:
+        return self.max_candidates or 50 * self.evaluations
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def identity(self) -> dict:
+        """The fields that define what the run searches (all but :data:`RUNTIME_FIELDS` and where the run lives)."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS + ("run_dir", "storage")}
+
+
 @dataclass
-class SearchConfig:
+class SearchConfig(ConfigFile):
     run_dir: str = "runs/search"
     storage: str | None = None
     seed: int = 0
@@ -124,26 +185,6 @@ class SearchConfig:
     address: str | None = None
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "SearchConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such search config")
-        text = path.read_text()
-        try:
-            if path.suffix.lower() == ".toml":
-                import tomllib
-
-                data = tomllib.loads(text)
-            else:
-                import yaml
-
-                data = yaml.safe_load(text) or {}
-        except Exception as e:  # YAML / TOML syntax: one line with the position
-            raise ValueError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'YAML'}: "
-                             f"{' '.join(str(e).split())}") from None
-        return cls.from_dict(data, str(path))
-
-    @classmethod
     def from_dict(cls, data: dict, source: str = "search config") -> "SearchConfig":
         data = dict(data)
         if "psnr_min" in data and isinstance(data["psnr_min"], (int, float)) and not isinstance(data["psnr_min"], bool):
@@ -152,27 +193,12 @@ class SearchConfig:
         cfg.validate(source)
         return cfg
 
-    def replace(self, **changes) -> "SearchConfig":
-        cfg = dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-        cfg.validate("command line")
-        return cfg
-
     def validate(self, source: str = "search config"):
-        if self.proxy is None:
-            raise ValueError(f"{source}: a proxy section with train_data is required")
-        if self.proxy.scale != self.scale:
-            raise ValueError(f"{source}: proxy.scale {self.proxy.scale} differs from scale {self.scale}")
+        self._validate_run(source)
         if len(self.input_size) != 2 or min(self.input_size) < 1:
             raise ValueError(f"{source}: input_size must be [height, width], got {self.input_size}")
-        for name in ("n_feats", "evaluations", "round_size", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{source}: {name} must be at least 1, got {getattr(self, name)}")
-        if self.workers < 0 or self.max_candidates < 0:
-            raise ValueError(f"{source}: workers and max_candidates must be >= 0")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"{source}: backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.backend == "ray" and self.workers < 1:
-            raise ValueError(f"{source}: the ray backend needs workers >= 1")
+        if self.n_feats < 1:
+            raise ValueError(f"{source}: n_feats must be at least 1, got {self.n_feats}")
         if self.max_mult_adds is not None and not self.max_mult_adds > 0:
             raise ValueError(f"{source}: max_mult_adds must be positive or null, got {self.max_mult_adds}")
         self.psnr_floor(None)  # "auto", null or a number
@@ -198,20 +224,101 @@ class SearchConfig:
         except ValueError:
             raise ValueError(f"psnr_min must be a number, auto or null, got {self.psnr_min!r}") from None
 
-    @property
-    def max_samples(self) -> int:
-        return self.max_candidates or 50 * self.evaluations
-
-    def to_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    def identity(self) -> dict:
-        """The fields that define what the run searches (all but :data:`RUNTIME_FIELDS` and where the run lives)."""
-        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS + ("run_dir", "storage")}
-
     def constraints(self):
         from .reward import Constraints
 
         size = tuple(self.input_size)
         return Constraints(self.max_mult_adds, [t.build(size, self.scale, self.n_feats) for t in self.latency],
                            scale=self.scale, n_feats=self.n_feats, input_size=size)
+
+
+#: Generator-search fields a discriminator search has no use for (no Mult-Adds limit, no latency).
+GENERATOR_ONLY = ("n_feats", "input_size", "max_mult_adds", "latency", "psnr_min", "psnr_max", "alpha", "beta")
+#: Strategies of a (single-objective) discriminator search.
+D_STRATEGIES = ("reinforce", "random")
+
+
+#: GanConfig fields a discriminator search sets itself (and leaves out of its config record).
+GAN_FIXED = ("discriminator", "d_genotype", "val_images", "val_size", "val_lpips_net")
+
+
+def _gan(value, source: str) -> GanConfig:
+    if isinstance(value, dict):
+        fixed = sorted(set(value) & set(GAN_FIXED))
+        if fixed:
+            raise ValueError(f"{source}: {', '.join(fixed)} cannot be set in a discriminator search (the candidates "
+                             "are the discriminators; validation comes from the proxy section, LPIPS from lpips_net)")
+    return GanConfig.from_dict(value, source)
+
+
+@dataclass
+class DiscriminatorSearchConfig(ConfigFile):
+    """A discriminator search (``tinysr search discriminator``), TPSR Sec. 3.3: the generator search's
+    run fields (``run_dir``, ``storage``, ``seed``, ``scale``, ``strategy``, ``strategy_options``,
+    ``evaluations``, ``max_candidates``, ``round_size``, ``proxy``, ``backend``, ``workers``,
+    ``threads``, ``address``: as in the module doc) and::
+
+        generator: tpsr_x4        # the fixed pre-trained generator: a checkpoint or a model with bundled weights
+        gan: {recipe: tpsr, ...}  # GAN fine-tuning (tinysr.train.config.GanConfig fields; recipe defaults)
+        eval_every: 20            # validation LPIPS every this many steps (and at the end)
+        lpips_net: vgg            # vgg (the paper's) | alex: the LPIPS of the reward
+
+    The proxy section's ``lr`` / ``lr_min`` are G's Adam rate and cosine floor in the fine-tuning,
+    ``gan.d_lr`` D's; ``proxy.patch_size * scale`` is the discriminator's input side (a multiple of
+    32). The reward is ``-min`` of the last three validation LPIPS (:mod:`tinysr.search.gan_proxy`);
+    no constraints, no weight sharing; strategies ``reinforce`` or ``random``.
+    """
+
+    run_dir: str = "runs/search-d"
+    storage: str | None = None
+    seed: int = 0
+    scale: int = 4
+    generator: str = "tpsr_x4"
+    gan: GanConfig | None = None  # the tpsr recipe when not given
+    eval_every: int = 20
+    lpips_net: str = "vgg"
+    strategy: str = "reinforce"
+    strategy_options: dict = field(default_factory=dict)
+    evaluations: int = 20
+    max_candidates: int = 0
+    round_size: int = 2
+    proxy: ProxyTask | None = None
+    backend: str = "local"
+    workers: int = 2
+    threads: int = 1
+    address: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "search config") -> "DiscriminatorSearchConfig":
+        if isinstance(data, dict):
+            wrong = [k for k in GENERATOR_ONLY if k in data]
+            if wrong:
+                raise ValueError(f"{source}: {', '.join(wrong)} belong to a generator search; a discriminator search "
+                                 "has no Mult-Adds limit or latency targets")
+        cfg = from_mapping(cls, data, source, {"proxy": _proxy, "gan": _gan})
+        if cfg.gan is None:
+            cfg.gan = _gan({}, f"{source}: gan")
+        cfg.validate(source)
+        return cfg
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(dataclasses.replace(self, gan=None))
+        out["gan"] = {k: v for k, v in dataclasses.asdict(self.gan).items() if k not in GAN_FIXED}
+        return json.loads(json.dumps(out))
+
+    def validate(self, source: str = "search config"):
+        self._validate_run(source)
+        if self.strategy not in D_STRATEGIES:
+            raise ValueError(f"{source}: a discriminator search has one objective (the reward): strategy must be "
+                             f"{' or '.join(D_STRATEGIES)}, got {self.strategy!r}")
+        if self.eval_every < 1:
+            raise ValueError(f"{source}: eval_every must be at least 1, got {self.eval_every}")
+        if self.lpips_net not in ("vgg", "alex"):
+            raise ValueError(f"{source}: lpips_net must be vgg or alex, got {self.lpips_net!r}")
+        side = self.proxy.patch_size * self.scale
+        if side % 32:
+            raise ValueError(f"{source}: the discriminator's input (proxy.patch_size x scale = {side} px) must be a "
+                             "multiple of 32 (its 5 reductions halve it 5 times)")
+        if self.proxy.lr_min > self.gan.d_lr:
+            raise ValueError(f"{source}: proxy.lr_min {self.proxy.lr_min} exceeds gan.d_lr {self.gan.d_lr} "
+                             "(both nets' cosine schedules end at lr_min)")

@@ -19,6 +19,10 @@ the stream from there: a candidate whose trial already finished (COMPLETE or PRU
 from the study (its weights from its file) instead of being evaluated again, the others are
 evaluated anew. Since strategies restore exactly and evaluations are deterministic, the resumed
 run's finished trials equal an uninterrupted run's.
+
+The same driver runs the discriminator search (:mod:`tinysr.search.gan_search`): a subclass
+replaces the problem hooks of :class:`Search` (space, constraint check, weight store, job, score,
+saved model, meta); rounds, records, checkpoint and resume are the ones described here.
 """
 from __future__ import annotations
 
@@ -103,12 +107,12 @@ def _save_checkpoint(path: Path, strategy, store: WeightStore, n: _Counters) -> 
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def _load_checkpoint(path: Path, strategy) -> tuple[WeightStore, _Counters]:
+def _load_checkpoint(path: Path, strategy, store_class=WeightStore) -> tuple[WeightStore, _Counters]:
     state = read_checkpoint(path)
     if state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a search checkpoint ({state.get('format')!r})")
     strategy.load_state_dict(state["strategy"])
-    store = WeightStore.from_state(state["store"], str(path))
+    store = store_class.from_state(state["store"], str(path))
     return store, _Counters(**state["counters"], history=list(state["history"]))
 
 
@@ -117,7 +121,17 @@ def _differences(a: dict, b: dict) -> list[str]:
 
 
 class Search:
-    """One search run (see the module doc). ``run()`` until ``cfg.evaluations`` candidates are scored."""
+    """One search run (see the module doc). ``run()`` until ``cfg.evaluations`` candidates are scored.
+
+    The search problem is the generator's; a subclass searches another space by overriding the
+    hooks marked "problem" (:class:`tinysr.search.gan_search.DiscriminatorSearch`): the rounds, the
+    study records, the checkpoint and the resume logic are shared.
+    """
+
+    #: problem: the space the strategy samples, the config class, the weight store's class
+    space = TPSR_SPACE
+    config_class = SearchConfig
+    store_class = WeightStore
 
     def __init__(self, cfg: SearchConfig, resume: bool = False, progress: bool = True):
         self.cfg, self.progress = cfg, progress
@@ -129,37 +143,90 @@ class Search:
         if not resume and exists:
             raise ValueError(f"{self.run_dir} already holds a search run: continue it with --resume, "
                              "or choose another run_dir")
-        self.constraints = cfg.constraints()
+        self._prepare()
         self.data = ProxyData.load(cfg.proxy, progress=progress)
-        self.strategy = make_strategy(cfg.strategy, TPSR_SPACE, seed=cfg.seed, **cfg.strategy_options)
+        self.strategy = make_strategy(cfg.strategy, self.space, seed=cfg.seed, **cfg.strategy_options)
         if resume:
             self.info, self.study = run_store.open_run(self.run_dir)
             meta = self.info.meta
-            diffs = _differences(SearchConfig.from_dict(meta["config"], "the run's config").identity(), cfg.identity())
+            diffs = _differences(self.config_class.from_dict(meta["config"], "the run's config").identity(),
+                                 cfg.identity())
             if diffs:
                 raise ValueError(f"{self.run_dir} was started with another configuration ({'; '.join(diffs)}); "
                                  "only backend, workers, threads, address, evaluations and max_candidates may change")
             if meta["data"] != self.data.fingerprint():
                 raise ValueError(f"{self.run_dir}: the proxy data changed since the run started "
                                  "(other training or validation images)")
-            self.psnr_min = meta["psnr_min"]
-            self.store, self.n = _load_checkpoint(self.ckpt_path, self.strategy)
+            self._resume_meta(meta)
+            self.store, self.n = _load_checkpoint(self.ckpt_path, self.strategy, self.store_class)
             self.stale = run_store.fail_stale_trials(self.study)
         else:
-            bicubic = bicubic_psnr(self.data.val, cfg.scale)
-            self.psnr_min = cfg.psnr_floor(bicubic)
-            meta = _run_meta(cfg, self.strategy, self.constraints, self.psnr_min, bicubic, self.data.fingerprint())
+            meta = self._new_meta()
             self.info, self.study = run_store.create_run(self.run_dir, meta, cfg.storage, self.run_dir.name)
-            self.store, self.n = WeightStore(TPSR_SPACE, cfg.scale, cfg.n_feats, cfg.seed), _Counters()
+            self.store, self.n = self._new_store(), _Counters()
             self.stale = 0
             _save_checkpoint(self.ckpt_path, self.strategy, self.store, self.n)
         self.objectives = self.info.meta["objectives"]
-        self.reward = Reward(psnr_min=self.psnr_min, psnr_max=cfg.psnr_max, alpha=cfg.alpha, beta=cfg.beta,
-                             budgets=self.constraints.budgets)
+        self._ready()
         self.trials_dir = self.run_dir / "trials"
         self.trials_dir.mkdir(parents=True, exist_ok=True)
         self.best: _Candidate | None = None
         self._carry_s = 0.0  # the last checkpoint write, counted in the next round's driver time
+
+    # ----------------------------------------------------------------- problem
+    def _prepare(self) -> None:
+        """Before the data is loaded: what the problem needs built (the constraints)."""
+        self.constraints = self.cfg.constraints()
+
+    def _new_meta(self) -> dict:
+        """The run meta of a new run (:mod:`tinysr.search.run_store`)."""
+        bicubic = bicubic_psnr(self.data.val, self.cfg.scale)
+        self.psnr_min = self.cfg.psnr_floor(bicubic)
+        return _run_meta(self.cfg, self.strategy, self.constraints, self.psnr_min, bicubic, self.data.fingerprint())
+
+    def _resume_meta(self, meta: dict) -> None:
+        """What a resumed run takes from its meta (after the config and data checks)."""
+        self.psnr_min = meta["psnr_min"]
+
+    def _new_store(self):
+        return WeightStore(self.space, self.cfg.scale, self.cfg.n_feats, self.cfg.seed)
+
+    def _ready(self) -> None:
+        """After the run is created or opened: the reward."""
+        cfg = self.cfg
+        self.reward = Reward(psnr_min=self.psnr_min, psnr_max=cfg.psnr_max, alpha=cfg.alpha, beta=cfg.beta,
+                             budgets=self.constraints.budgets)
+
+    def _check(self, genotype) -> tuple[bool, str, dict]:
+        """``(accepted, reason, figures)`` of a candidate before any training."""
+        return self.constraints.check(genotype)
+
+    def _job(self, c: _Candidate):
+        """The backend job that evaluates ``c`` (:func:`tinysr.search.backends.run_job`)."""
+        return str(c.genotype), self.store.get(c.genotype), self.cfg.n_feats
+
+    def _score(self, c: _Candidate, value) -> dict:
+        """Set ``c``'s psnr, reward and state dict from an evaluation result; returns its trial attributes."""
+        c.psnr, c.state_dict = value.psnr, value.state_dict
+        c.reward = self.reward(c.psnr, c.figures)
+        return {"psnr": c.psnr, "reward": c.reward, "train_s": value.train_s, "val_s": value.val_s,
+                "eval_s": value.train_s + value.val_s}
+
+    def _model(self, c: _Candidate):
+        """The network saved as ``c``'s trial weights (its state dict loaded)."""
+        model = CellSR(c.genotype, self.cfg.scale, self.cfg.n_feats)
+        model.load_state_dict(c.state_dict)
+        return model
+
+    def _figures_of(self, rec) -> dict:
+        """A finished trial's figures, as :meth:`_check` gave them."""
+        return {"mult_adds": rec.mult_adds, "latency_ms": dict(rec.latency_ms),
+                "latency_predicted_ms": dict(rec.latency_predicted_ms),
+                "latency_measured_ms": dict(rec.latency_measured_ms)}
+
+    def _best_text(self, b: _Candidate) -> list[str]:
+        lat = ", ".join(f"{k} {v:.1f}ms" for k, v in b.figures["latency_ms"].items())
+        return [f"best R {b.reward:.4g}", f"PSNR {b.psnr:.2f}"] + ([lat] if lat else [])
 
     # ----------------------------------------------------------------- records
     def _attrs(self, c: _Candidate, round_: int) -> dict:
@@ -180,9 +247,7 @@ class Search:
         if rec.genotype != str(c.genotype):
             raise ValueError(f"{self.run_dir}: candidate {c.number} is {rec.genotype} in the study but {c.genotype} "
                              "after restoring the checkpoint: the run's files do not belong together")
-        c.figures = {"mult_adds": rec.mult_adds, "latency_ms": dict(rec.latency_ms),
-                     "latency_predicted_ms": dict(rec.latency_predicted_ms),
-                     "latency_measured_ms": dict(rec.latency_measured_ms)}
+        c.figures = self._figures_of(rec)
         if rec.state == "failed":
             c.error = rec.error
             return True
@@ -205,7 +270,7 @@ class Search:
                                    f"{self.n.evaluated} evaluated: the constraints reject almost everything "
                                    "(raise max_candidates or loosen max_mult_adds / the latency budgets)")
             decisions = self.strategy.ask(1)[0]
-            c = _Candidate(self.n.candidates, decisions, TPSR_SPACE.decode(decisions), {})
+            c = _Candidate(self.n.candidates, decisions, self.space.decode(decisions), {})
             self.n.candidates += 1
             c.cached = cache.get(c.number)
             if c.cached is not None and c.cached.state == "rejected":
@@ -214,13 +279,13 @@ class Search:
             elif c.cached is not None:
                 ok, reason = True, ""
             else:
-                ok, reason, c.figures = self.constraints.check(c.genotype)
+                ok, reason, c.figures = self._check(c.genotype)
             if ok:
                 accepted.append(c)
                 continue
             self.n.rejected += 1
             if c.cached is None:
-                run_store.add_finished_trial(self.study, TPSR_SPACE.to_params(c.genotype), "rejected",
+                run_store.add_finished_trial(self.study, self.space.to_params(c.genotype), "rejected",
                                              attrs={**self._attrs(c, self.n.rounds), "rejected": reason})
             self.strategy.tell([(decisions, None)])
             bar.set_postfix_str(self._postfix(), refresh=False)
@@ -231,8 +296,8 @@ class Search:
         todo = [c for c in accepted if c.cached is None or not self._from_cache(c)]
         jobs = []
         for c in todo:
-            c.trial = run_store.new_trial(self.study, TPSR_SPACE.to_params(c.genotype), self._attrs(c, self.n.rounds))
-            jobs.append((str(c.genotype), self.store.get(c.genotype), self.cfg.n_feats))
+            c.trial = run_store.new_trial(self.study, self.space.to_params(c.genotype), self._attrs(c, self.n.rounds))
+            jobs.append(self._job(c))
         waited = 0.0
         results = backend.evaluate(jobs)
         while True:
@@ -248,24 +313,19 @@ class Search:
                 c.error = value
                 run_store.finish_trial(self.study, c.trial, "failed", attrs={"error": value})
                 continue
-            c.psnr, c.state_dict = value.psnr, value.state_dict
-            c.reward = self.reward(c.psnr, c.figures)
+            attrs = self._score(c, value)
             rel = f"trials/c{c.number:06d}.pt"
-            model = CellSR(c.genotype, self.cfg.scale, self.cfg.n_feats)
-            model.load_state_dict(c.state_dict)
-            save_checkpoint(self.run_dir / rel, model, meta={"search": {"run": self.run_dir.name, "candidate": c.number,
-                                                                        "psnr": c.psnr, "reward": c.reward}})
+            save_checkpoint(self.run_dir / rel, self._model(c),
+                            meta={"search": {"run": self.run_dir.name, "candidate": c.number, "psnr": c.psnr,
+                                             "reward": c.reward}})
             run_store.finish_trial(self.study, c.trial, "complete", _objective_values(self.objectives, c),
-                                   {"psnr": c.psnr, "reward": c.reward, "train_s": value.train_s, "val_s": value.val_s,
-                                    "eval_s": value.train_s + value.val_s, "weights": rel})
+                                   {**attrs, "weights": rel})
         return waited
 
     def _postfix(self) -> str:
         parts = [f"cand {self.n.candidates}", f"rejected {self.n.rejected}"]
         if self.best is not None:
-            b = self.best
-            lat = ", ".join(f"{k} {v:.1f}ms" for k, v in b.figures["latency_ms"].items())
-            parts[1:1] = [f"best R {b.reward:.4g}", f"PSNR {b.psnr:.2f}"] + ([lat] if lat else [])
+            parts[1:1] = self._best_text(self.best)
         if self.n.failed:
             parts.append(f"failed {self.n.failed}")
         return ", ".join(parts)

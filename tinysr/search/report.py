@@ -12,6 +12,10 @@ Everything here reads a run folder written through :mod:`tinysr.search.run_store
 * :func:`export_checkpoint`: a trial's network as a standard tinysr checkpoint, for
   ``tinysr eval`` / ``tinysr train --init-from`` / ``tinysr export --model`` /
   ``tinysr lut predict``.
+
+A discriminator search's run (meta ``kind: discriminator``) reads back the same way: no limits and
+no Pareto front (no Mult-Adds or latency), rows with the candidate's ``lpips``, a leaderboard by
+reward (-LPIPS), and exports of its fine-tuned discriminators (``gan: {discriminator: PATH}``).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import torch
 
 from tinysr.checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
 from tinysr.genotype import Genotype
+from tinysr.models.discriminators import DiscriminatorGenotype
 from tinysr.imageio import atomic_write
 
 from .run_store import (CHECKPOINT_FILE, CHECKPOINT_FORMAT, TrialRecord, open_run, records_sorted,
@@ -77,7 +82,8 @@ def non_dominated(rows: Sequence[Mapping], axes: Sequence[str]) -> list[Mapping]
 
 def _row(rank: int, r: TrialRecord) -> dict:
     return {"rank": rank, "trial": r.number, "candidate": r.candidate, "round": r.round, "genotype": r.genotype,
-            "reward": r.reward, "psnr": r.psnr, "values": r.values, "mult_adds": r.mult_adds,
+            "reward": r.reward, "psnr": r.psnr, "lpips": r.user_attrs.get("lpips"), "values": r.values,
+            "mult_adds": r.mult_adds,
             "mult_adds_g": None if r.mult_adds is None else r.mult_adds / 1e9, "latency_ms": dict(r.latency_ms),
             "latency_predicted_ms": dict(r.latency_predicted_ms), "latency_measured_ms": dict(r.latency_measured_ms),
             "weights": r.weights, "train_s": r.train_s, "val_s": r.val_s, "eval_s": r.eval_s,
@@ -118,7 +124,8 @@ def _over_budget(row: Mapping, budgets: Mapping, max_mult_adds) -> list[str]:
 def summarise(run_dir: str | os.PathLike) -> dict:
     """JSON-ready summary of a run (see the module doc).
 
-    Keys: ``run``, ``storage``, ``study_name``, ``meta``, ``objectives``, ``directions``,
+    Keys: ``run``, ``storage``, ``study_name``, ``kind`` (generator | discriminator), ``meta``,
+    ``objectives``, ``directions``,
     ``budgets``, ``max_mult_adds``, ``targets``, ``counts`` (``trials``, ``candidates``
     (evaluated + rejected), ``evaluated``, ``rejected``, ``rejected_by`` (``{"mult_adds": n,
     "latency:<target>": n, "other": n}``; a candidate over several limits counts under each),
@@ -127,7 +134,8 @@ def summarise(run_dir: str | os.PathLike) -> dict:
     numbers), ``pareto_axes``, ``pareto`` (rows of the front over PSNR and all axes),
     ``pareto_by_axis`` (``{axis: [trial numbers]}``, the 2-D front of each plot panel),
     ``within_budget`` (every evaluated trial within every budget and the Mult-Adds limit; True
-    when nothing was evaluated) and ``over_budget`` (``[{trial, candidate, why}]``).
+    when nothing was evaluated) and ``over_budget`` (``[{trial, candidate, why}]``). A
+    discriminator run has no figures: its Pareto keys are empty and its rows carry ``lpips``.
     """
     info, study = open_run(run_dir)
     meta = info.meta
@@ -135,7 +143,8 @@ def summarise(run_dir: str | os.PathLike) -> dict:
     budgets = {str(k): float(v) for k, v in (meta.get("budgets") or {}).items()}
     max_ma = meta.get("max_mult_adds")
     targets = _targets(meta, records)
-    axes = targets or [MULT_ADDS_AXIS]
+    kind = meta.get("kind", "generator")
+    axes = [] if kind == "discriminator" else targets or [MULT_ADDS_AXIS]  # no Pareto front without figures
 
     by_state: dict[str, list[TrialRecord]] = {}
     for r in records:
@@ -147,13 +156,13 @@ def summarise(run_dir: str | os.PathLike) -> dict:
             rejected_by[why] = rejected_by.get(why, 0) + 1
 
     board = [_row(i + 1, r) for i, r in enumerate(records_sorted(records))]
-    front = non_dominated(board, axes)
+    front = non_dominated(board, axes) if axes else []
     by_axis = {a: [r["trial"] for r in non_dominated(board, [a])] for a in axes}
     over = [{"trial": row["trial"], "candidate": row["candidate"], "why": why}
             for row in board if (why := _over_budget(row, budgets, max_ma))]
     evaluated = len(by_state.get("complete", []))
     return {
-        "run": str(info.run_dir), "storage": info.storage, "study_name": info.study_name, "meta": meta,
+        "run": str(info.run_dir), "storage": info.storage, "study_name": info.study_name, "kind": kind, "meta": meta,
         "objectives": list(meta.get("objectives") or [n for n in (study.metric_names or [])]),
         "directions": [d.name.lower() for d in study.directions],
         "budgets": budgets, "max_mult_adds": None if max_ma is None else float(max_ma), "targets": targets,
@@ -182,8 +191,38 @@ def _fmt(value, spec: str, missing: str = "-") -> str:
     return missing if value is None else format(value, spec)
 
 
+def _table(header: list[str], table: list[list[str]]) -> list[str]:
+    widths = [max(len(c[i]) for c in table + [header]) for i in range(len(header) - 1)]
+    return ["  ".join(c.rjust(w) for c, w in zip(cells[:-1], widths)) + "  " + cells[-1] for cells in [header] + table]
+
+
+def _discriminator_leaderboard(summary: Mapping, top: int) -> str:
+    meta, counts = summary.get("meta") or {}, summary["counts"]
+    gen = meta.get("generator") or {}
+    lines = [f"discriminator search run {summary['run']} (study {summary['study_name']}, strategy "
+             f"{meta.get('strategy', '?')}, reward -LPIPS-{meta.get('lpips_net', 'vgg')}, best of the last 3 "
+             f"evaluations)",
+             f"generator {gen.get('spec', '?')} fine-tuned with each candidate; evaluated {counts['evaluated']}, "
+             f"failed {counts['failed']}, running {counts['running']}",
+             f"reference tpsr_d: {(meta.get('reference') or {}).get('genotype', '-')}"]
+    board = summary.get("leaderboard") or []
+    if not board:
+        lines.append("no evaluated candidate yet")
+        return "\n".join(lines)
+    header = ["rank", "trial", "cand", "reward", "LPIPS", "PSNR", "genotype"]
+    table = [[str(r["rank"]), str(r["trial"]), _fmt(r["candidate"], "d"), _fmt(r["reward"], ".4f"),
+              _fmt(r.get("lpips"), ".4f"), _fmt(r["psnr"], ".3f"), r["genotype"] or "-"]
+             for r in board[:max(int(top), 0)]]
+    lines += _table(header, table)
+    if len(board) > top:
+        lines.append(f"({len(board) - top} more evaluated candidate(s))")
+    return "\n".join(lines)
+
+
 def format_leaderboard(summary: Mapping, top: int = 10) -> str:
     """The summary as text: header lines (run, counts, budgets) and the ``top`` evaluated candidates."""
+    if summary.get("kind") == "discriminator":
+        return _discriminator_leaderboard(summary, top)
     meta, counts = summary.get("meta") or {}, summary["counts"]
     targets, budgets, max_ma = summary.get("targets") or [], summary.get("budgets") or {}, summary.get("max_mult_adds")
     lines = [f"search run {summary['run']} (study {summary['study_name']}, strategy {meta.get('strategy', '?')}, "
@@ -220,9 +259,7 @@ def format_leaderboard(summary: Mapping, top: int = 10) -> str:
             cells.append(_fmt(ms, ".3f") + mark)
         cells.append(row["genotype"] or "-")
         table.append(cells)
-    widths = [max(len(c[i]) for c in table + [header]) for i in range(len(header) - 1)]
-    for cells in [header] + table:
-        lines.append("  ".join(c.rjust(w) for c, w in zip(cells[:-1], widths)) + "  " + cells[-1])
+    lines += _table(header, table)
     if measured_any:
         lines.append("* measured on the device in the loop; other latencies predicted by the latency table")
     if len(board) > top:
@@ -383,7 +420,8 @@ def _not_evaluated(run_dir: Path, r: TrialRecord) -> str:
 
 
 def _same_genotype(a: str, b: str) -> bool:
-    return str(Genotype.parse(a)) == str(Genotype.parse(b))
+    parse = DiscriminatorGenotype.parse if ">" in a else Genotype.parse  # OP>ROP blocks vs OP@SRC nodes
+    return str(parse(a)) == str(parse(b))
 
 
 def export_checkpoint(run_dir: str | os.PathLike, out: str | os.PathLike, trial: int | None = None,
@@ -428,6 +466,9 @@ def export_checkpoint(run_dir: str | os.PathLike, out: str | os.PathLike, trial:
             raise ValueError(f"{path}: holds {have or type(model).__name__}, not trial {rec.number}'s "
                              f"genotype {rec.genotype}")
         meta_in = dict(ckpt.get("meta") or {}) if isinstance(ckpt, dict) else {}
+    elif info.meta.get("kind") == "discriminator":
+        raise ValueError(f"{run}: a discriminator search shares no weights (no weight store): export the trial's "
+                         "fine-tuned weights (--weights trial)")
     else:
         source = CHECKPOINT_FILE
         path = run / source
@@ -448,6 +489,9 @@ def export_checkpoint(run_dir: str | os.PathLike, out: str | os.PathLike, trial:
               "round": rec.round, "genotype": str(model.genotype), "psnr": rec.psnr, "reward": rec.reward,
               "mult_adds": rec.mult_adds, "latency_ms": dict(rec.latency_ms),
               "latency_measured_ms": dict(rec.latency_measured_ms), "weights": weights, "source": source}
+    if info.meta.get("kind") == "discriminator":
+        search.update(kind="discriminator", lpips=rec.user_attrs.get("lpips"),
+                      lpips_net=info.meta.get("lpips_net"), generator=info.meta.get("generator"))
     meta = {**meta_in, "search": search}
     save_checkpoint(out, model.eval(), meta=meta)
     return meta

@@ -15,7 +15,8 @@ the study (Optuna RDB storage)
     ``n_feats``, ``input_size``, ``psnr_min``, ``psnr_max``, ``reference`` (the published TPSR
     cell's ``genotype``, ``mult_adds`` and ``latency_ms``), ``config``, and optionally ``space``
     (``{"num_nodes": n, "ops": [...]}`` or a latency-table space name; default the paper's
-    space :data:`~tinysr.search.space.TPSR_SPACE`). Single-objective runs have objectives
+    space :data:`~tinysr.search.space.TPSR_SPACE`; a discriminator search's
+    :meth:`~tinysr.search.space.DiscriminatorSpace.identity`). Single-objective runs have objectives
     ``["reward"]`` (maximised; the trial value is the reward); multi-objective runs e.g.
     ``["psnr_db", "latency_ms:epyc"]`` with directions ``["maximize", "minimize"]``. The
     objectives are the study's metric names, so optuna-dashboard labels its axes with them.
@@ -59,7 +60,7 @@ from optuna.trial import TrialState
 
 from tinysr.imageio import atomic_write
 
-from .space import TPSR_SPACE, GeneratorSpace
+from .space import TPSR_SPACE, GeneratorSpace, space_from_identity
 
 RUN_FORMAT = "tinysr.search-run/1"
 CHECKPOINT_FORMAT = "tinysr.search-checkpoint/1"
@@ -122,16 +123,15 @@ class RunInfo:
     meta: dict
 
 
-def space_of(meta: Mapping | None) -> GeneratorSpace:
-    """The generator space of a run's meta (``meta["space"]``; default the paper's)."""
+def space_of(meta: Mapping | None):
+    """The search space of a run's meta (``meta["space"]``; default the paper's generator space)."""
     spec = (meta or {}).get("space")
     if spec is None:
         return TPSR_SPACE
-    if isinstance(spec, str):
-        return GeneratorSpace.named(spec)
-    if isinstance(spec, Mapping) and "num_nodes" in spec and "ops" in spec:
-        return GeneratorSpace(int(spec["num_nodes"]), tuple(spec["ops"]))
-    raise ValueError(f"run meta 'space' must be a space name or {{'num_nodes', 'ops'}}, got {spec!r}")
+    try:
+        return space_from_identity(spec)
+    except ValueError as e:
+        raise ValueError(f"run meta 'space': {e}") from None
 
 
 def study_meta(study: optuna.Study) -> dict:

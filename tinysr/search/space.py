@@ -1,4 +1,6 @@
-"""The generator search space S_G = Op x Z_1 x ... x Op x Z_10 as integer decisions.
+"""The search spaces: the generator's S_G (below) and the discriminator's (:class:`DiscriminatorSpace`).
+
+The generator search space S_G = Op x Z_1 x ... x Op x Z_10 as integer decisions.
 
 A :class:`~tinysr.genotype.Genotype` is what the search samples; this module only numbers its
 choices. Node ``i`` (0-based) contributes two decisions, in this order:
@@ -181,9 +183,130 @@ class GeneratorSpace:
     def sample_genotype(self, rng: np.random.Generator) -> Genotype:
         return self.decode(self.sample(rng))
 
+    def identity(self) -> dict:
+        """What a strategy's state and a run's meta record of the space (JSON-ready; the stored form
+        of every generator checkpoint: ``{"num_nodes", "ops"}``)."""
+        return {"num_nodes": self.num_nodes, "ops": list(self.ops)}
+
+    def describe(self) -> str:
+        return f"a {self.num_nodes}-node generator space over {len(self.ops)} operations"
+
+
+class DiscriminatorSpace:
+    """The discriminator space S_D = (Op x ROp)^5 as the 10 decisions ``(op_0, rop_0, ..., op_4, rop_4)``.
+
+    The numbering is :class:`~tinysr.models.discriminators.DiscriminatorGenotype`'s own
+    (``encode`` / ``decode``: op an index into :data:`tinysr.ops.OP_NAMES`, rop into
+    :data:`~tinysr.models.discriminators.ROP_NAMES`); this class gives it the interface of
+    :class:`GeneratorSpace` that the strategies and the run store use. Named parameters: ``op_b`` the
+    operation name, ``rop_b`` the reduction name of block ``b``.
+    """
+
+    def __init__(self):
+        from tinysr.models.discriminators import DECISION_SIZES, NUM_BLOCKS, ROP_NAMES
+        from tinysr.ops import OP_NAMES
+
+        self.num_blocks, self.ops, self.rops = NUM_BLOCKS, tuple(OP_NAMES), tuple(ROP_NAMES)
+        self.cardinalities = tuple(DECISION_SIZES)
+        self.names = tuple(n for b in range(NUM_BLOCKS) for n in (f"op_{b}", f"rop_{b}"))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, DiscriminatorSpace) and other.identity() == self.identity()
+
+    def __hash__(self) -> int:
+        return hash((self.num_blocks, self.ops, self.rops))
+
+    def __repr__(self) -> str:
+        return f"DiscriminatorSpace({self.num_blocks} blocks, {len(self.ops)} ops, {len(self.rops)} reductions)"
+
+    @property
+    def num_decisions(self) -> int:
+        return len(self.cardinalities)
+
+    def size(self) -> int:
+        """``(len(ops) * len(rops)) ** num_blocks`` (16 * 7 = 112 per block: ~1.76e10)."""
+        return math.prod(self.cardinalities)
+
+    def param_choices(self) -> dict[str, tuple]:
+        return {name: (self.ops if name.startswith("op_") else self.rops) for name in self.names}
+
+    def identity(self) -> dict:
+        return {"kind": "discriminator", "num_blocks": self.num_blocks, "ops": list(self.ops), "rops": list(self.rops)}
+
+    def describe(self) -> str:
+        return f"the {self.num_blocks}-block discriminator space"
+
+    def validate(self, decisions: Sequence[int]) -> tuple[int, ...]:
+        """``decisions`` as a tuple of ints; one-line ``ValueError`` if it is not a vector of this space."""
+        try:
+            values = list(decisions)
+        except TypeError:
+            raise ValueError(f"a decision vector is a sequence of {self.num_decisions} integers, "
+                             f"not {type(decisions).__name__}") from None
+        for d, v in enumerate(values):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise ValueError(f"decision {d} = {v!r} is not an integer")
+        return self.decode(values).encode()
+
+    def encode(self, genotype) -> tuple[int, ...]:
+        """The decision vector of a :class:`DiscriminatorGenotype` or its text."""
+        from tinysr.models.discriminators import DiscriminatorGenotype
+
+        if isinstance(genotype, str):
+            genotype = DiscriminatorGenotype.parse(genotype)
+        return genotype.encode()
+
+    def decode(self, decisions: Sequence[int]):
+        from tinysr.models.discriminators import DiscriminatorGenotype
+
+        return DiscriminatorGenotype.decode(decisions)
+
+    def to_params(self, item) -> dict[str, str]:
+        values = self.encode(item) if isinstance(item, str) or hasattr(item, "blocks") else self.validate(item)
+        return {name: choices[v] for (name, choices), v in zip(self.param_choices().items(), values)}
+
+    def from_params(self, params: Mapping[str, object]):
+        return self.decode(self.params_to_decisions(params))
+
+    def params_to_decisions(self, params: Mapping[str, object]) -> tuple[int, ...]:
+        out = []
+        for name, choices in self.param_choices().items():
+            if name not in params:
+                raise ValueError(f"parameter {name!r} missing: a discriminator needs {', '.join(self.names)}")
+            try:
+                out.append(choices.index(params[name]))
+            except ValueError:
+                raise ValueError(f"parameter {name} = {params[name]!r} is not one of {', '.join(choices)}") from None
+        return tuple(out)
+
+    def sample(self, rng: np.random.Generator, n: int | None = None):
+        """Uniform sample(s): one decision vector, or a list of ``n`` (as :meth:`GeneratorSpace.sample`)."""
+        count = 1 if n is None else int(n)
+        if count < 0:
+            raise ValueError(f"cannot sample {count} architectures")
+        draws = rng.integers(0, np.asarray(self.cardinalities), size=(count, self.num_decisions))
+        vectors = [tuple(int(v) for v in row) for row in draws]
+        return vectors[0] if n is None else vectors
+
+
+def space_from_identity(spec):
+    """The space a :meth:`identity` (or a latency-table space name) describes."""
+    if isinstance(spec, str):
+        return GeneratorSpace.named(spec)
+    if isinstance(spec, Mapping) and spec.get("kind") == "discriminator":
+        space = DiscriminatorSpace()
+        if dict(spec) != space.identity():
+            raise ValueError(f"a discriminator space {dict(spec)} other than this tinysr's {space.identity()}")
+        return space
+    if isinstance(spec, Mapping) and "num_nodes" in spec and "ops" in spec:
+        return GeneratorSpace(int(spec["num_nodes"]), tuple(spec["ops"]))
+    raise ValueError(f"a space is a space name, {{'num_nodes', 'ops'}} or a discriminator space, got {spec!r}")
+
 
 #: The paper's generator space: 10 nodes over the 16 operations of :data:`tinysr.ops.OP_NAMES`.
 TPSR_SPACE = GeneratorSpace.named("tpsr")
+#: The paper's discriminator space: 5 blocks, each an operation and a reduction (Sec. 3.3).
+TPSR_D_SPACE = DiscriminatorSpace()
 
 
 def space_size(space: GeneratorSpace = TPSR_SPACE) -> int:

@@ -101,8 +101,9 @@ import numpy as np
 import torch
 
 from tinysr.genotype import Genotype
+from tinysr.models.discriminators import DiscriminatorGenotype
 
-from .space import TPSR_SPACE, GeneratorSpace
+from .space import TPSR_SPACE, GeneratorSpace, space_from_identity
 
 STATE_VERSION = 1
 #: ENAS-pytorch's controller learning rate (Adam), for reference.
@@ -217,7 +218,7 @@ class Strategy(abc.ABC):
                 cand, reward = item
             except (TypeError, ValueError):
                 raise ValueError(f"result {k}: expected (decisions, {what}), got {item!r}") from None
-            decisions = (self.space.encode(cand) if isinstance(cand, (Genotype, str))
+            decisions = (self.space.encode(cand) if isinstance(cand, (Genotype, DiscriminatorGenotype, str))
                          else self.space.validate(cand))
             reward = (_check_values(reward, f"result {k}", self.objectives) if self.multi_objective
                       else _check_reward(reward, f"result {k}"))
@@ -240,7 +241,7 @@ class Strategy(abc.ABC):
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         state = {"strategy": self.name, "version": STATE_VERSION,
-                 "space": {"num_nodes": self.space.num_nodes, "ops": list(self.space.ops)},
+                 "space": self.space.identity(),
                  "seed": self.seed, "rng": self.rng.bit_generator.state,
                  "counters": {"asked": self.asked, "told": self.told, "rejected": self.rejected},
                  "best": {"reward": self.best_reward,
@@ -253,10 +254,13 @@ class Strategy(abc.ABC):
             raise ValueError(f"state is for strategy {state.get('strategy')!r}, not {self.name!r}")
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"state version {state.get('version')} is not {STATE_VERSION}: written by another tinysr")
-        sp = state["space"]
-        if int(sp["num_nodes"]) != self.space.num_nodes or tuple(sp["ops"]) != self.space.ops:
-            raise ValueError(f"state is for a {sp['num_nodes']}-node space over {len(sp['ops'])} operations, "
-                             f"not this {self.space.num_nodes}-node space over {len(self.space.ops)}")
+        try:
+            theirs = space_from_identity(state["space"])
+        except (TypeError, ValueError, KeyError):
+            theirs = None
+        if theirs is None or theirs.identity() != self.space.identity():
+            what = "an unknown space" if theirs is None else theirs.describe()
+            raise ValueError(f"state is for {what}, not {self.space.describe()}")
         rng = np.random.default_rng()
         rng.bit_generator.state = state["rng"]
         self.seed = state.get("seed")
