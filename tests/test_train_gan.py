@@ -181,3 +181,18 @@ def test_gan_stage_refuses_what_it_cannot_use(tmp_path, weights_dir, l1_checkpoi
     cfg_path.write_text(yaml.safe_dump(data))
     assert main(["train", str(cfg_path), "-q"]) == 2
     assert "not a discriminator" in capsys.readouterr().err
+
+
+def test_best_checkpoint_respects_the_psnr_guard(tmp_path, weights_dir, l1_checkpoint):
+    """gan.max_psnr_drop: best.pt only among validations within that many dB of the initial generator."""
+    data = _cfg(tmp_path, "guard", l1_checkpoint, max_psnr_drop=0.0, adversarial_weight=1.0)
+    data.update(steps=4, val_every=2)
+    train(TrainConfig.from_dict(data), progress=False)
+    rows = [r for r in csv.DictReader(open(tmp_path / "guard" / "log.csv")) if r["val_psnr"]]
+    initial = read_checkpoint(tmp_path / "guard" / "last.pt")["meta"]["initial"]
+    assert initial["psnr"] > 0 and initial["lpips_alex"] > 0
+    ok = [r for r in rows if float(r["val_psnr"]) >= initial["psnr"]]
+    best = tmp_path / "guard" / "best.pt"
+    assert best.is_file() == bool(ok)
+    if ok:
+        assert read_checkpoint(best)["meta"]["best"]["psnr"] >= initial["psnr"]

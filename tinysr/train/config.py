@@ -197,6 +197,8 @@ class GanConfig:
     val_images: int = 10  # training images held out (by file, fixed seed) for validation; never the test sets
     val_size: int = 0  # LR side of the validation centre crops (0: whole images)
     val_lpips_net: str = "alex"  # vgg | alex: the LPIPS that chooses best.pt (both are logged)
+    max_psnr_drop: float | None = None  # best.pt only among validations within this many dB of the
+    #                                     initial generator's validation PSNR (null: LPIPS alone decides)
     vgg_weights: str | None = None  # VGG16 trunk (torchvision format); default: found like LPIPS's
 
     @classmethod
@@ -229,6 +231,8 @@ class GanConfig:
             raise ValueError(f"{source}: d_lr must be a positive number, got {self.d_lr}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"{source}: ema must be in [0, 1) (0: off), got {self.ema}")
+        if self.max_psnr_drop is not None and not (math.isfinite(self.max_psnr_drop) and self.max_psnr_drop >= 0):
+            raise ValueError(f"{source}: max_psnr_drop must be a number >= 0 (dB) or null, got {self.max_psnr_drop}")
         if self.val_images < 1 or self.val_size < 0:
             raise ValueError(f"{source}: val_images must be >= 1 and val_size >= 0, got {self.val_images}, {self.val_size}")
 

@@ -228,6 +228,15 @@ def train_gan(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop
     data = ProxyData.load(proxy_task_of(cfg, scale), progress=progress)
     other = "vgg" if gan.val_lpips_net == "alex" else "alex"
     lpips_models = _lpips_models(True, gan.val_lpips_net) + _lpips_models(None, other)  # the chooser is required
+    start_scores = None  # the initial generator's validation scores: the reference of max_psnr_drop
+    if gan.max_psnr_drop is not None:
+        if not cfg.init_from:
+            raise ValueError("gan.max_psnr_drop is relative to the initial generator: set init_from")
+        initial = build_model(cfg)
+        init_generator(initial, cfg.init_from)
+        start_scores = validation_scores(initial, data.val, lpips_models)
+        tqdm.write(f"initial generator: validation PSNR {start_scores['psnr']:.3f} dB; best.pt only within "
+                   f"{gan.max_psnr_drop} dB of it")
     end = min(cfg.steps, stop_after) if stop_after is not None else cfg.steps
     log_file, log = open_log(out / "log.csv", step, LOG_COLUMNS)
     t0 = time.time()
@@ -236,7 +245,7 @@ def train_gan(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop
     last_scores = None
 
     def save(path: Path, model: nn.Module, **extra):
-        meta = {"step": step, "best_lpips": best, "best": best_scores, "val": last_scores,
+        meta = {"step": step, "best_lpips": best, "best": best_scores, "val": last_scores, "initial": start_scores,
                 "lpips_net": gan.val_lpips_net, "train_config": cfg.to_dict()}
         save_checkpoint(path, model, meta=meta, train_config=cfg.to_dict(), **extra)
 
@@ -253,7 +262,8 @@ def train_gan(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop
             if step % cfg.val_every == 0 or step == cfg.steps:
                 scores = last_scores = validation_scores(stage.eval_model, data.val, lpips_models)
                 key = "lpips" if gan.val_lpips_net == "vgg" else "lpips_alex"
-                if best is None or scores[key] < best:
+                eligible = start_scores is None or scores["psnr"] >= start_scores["psnr"] - gan.max_psnr_drop
+                if eligible and (best is None or scores[key] < best):
                     best, best_scores = scores[key], dict(scores, step=step)
                     save(out / "best.pt", stage.eval_model)
             if step % LOG_EVERY == 0 or scores is not None or step == end:
@@ -278,7 +288,7 @@ def train_gan(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop
             plot_gan_curves(out / "log.csv", out / "curves.png")
         except Exception as e:  # a plot must never lose a finished run
             warnings.warn(f"could not draw training curves: {e}")
-    return TrainResult(step, None if last_scores is None else best_scores.get("psnr"),
+    return TrainResult(step, None if best_scores is None else best_scores.get("psnr"),
                        None if last_scores is None else last_scores["psnr"], out, best_lpips=best,
                        lpips_net=gan.val_lpips_net)
 
