@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -91,3 +94,26 @@ def fake_adb(tmp_path, monkeypatch):
     return SimpleNamespace(tmp=tmp_path, model=model, out=tmp_path / "profiles",
                            binary=elf_header(tmp_path / "benchmark_model", 183),
                            calls=lambda: [json.loads(line) for line in calls.read_text().splitlines()])
+
+
+def train_and_kill(cfg_path: Path, out: Path, at_step: int, timeout: float = 180.0) -> int | None:
+    """Start ``tinysr train CFG -q`` in a subprocess and SIGKILL it once ``OUT/last.pt`` records at
+    least ``at_step`` steps; returns the step it was killed at (None: it finished or timed out first)."""
+    from tinysr.checkpoint import read_checkpoint
+
+    proc = subprocess.Popen([sys.executable, "-m", "tinysr.cli.main", "train", str(cfg_path), "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, killed_at = time.time() + timeout, None
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "last.pt").is_file():
+            try:
+                step = read_checkpoint(out / "last.pt")["meta"]["step"]
+            except Exception:  # caught mid-write: not yet readable
+                step = 0
+            if step >= at_step:
+                proc.send_signal(signal.SIGKILL)
+                killed_at = step
+                break
+        time.sleep(0.02)
+    proc.wait()
+    return killed_at

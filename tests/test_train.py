@@ -1,8 +1,4 @@
 """L1 training: config + overrides, checkpoints, kill-and-resume to the same step, x2 -> x4 init."""
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -12,6 +8,8 @@ from tinysr.checkpoint import load_model, read_checkpoint
 from tinysr.cli.main import main
 from tinysr.train.config import TrainConfig
 from tinysr.train.trainer import train
+
+from conftest import train_and_kill
 
 
 def _config(tmp_path, photo_dir, name, **kw):
@@ -41,22 +39,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, photo_dir):
 
     cfg_path = _config(tmp_path, photo_dir, "run")
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "tinysr.cli.main", "train", str(cfg_path), "-q"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    killed_at = None
-    while time.time() < deadline and proc.poll() is None:
-        if (out / "last.pt").is_file():
-            try:
-                step = read_checkpoint(out / "last.pt")["meta"]["step"]
-            except Exception:
-                step = 0
-            if step >= 10:
-                proc.send_signal(signal.SIGKILL)
-                killed_at = step
-                break
-        time.sleep(0.05)
-    proc.wait()
+    killed_at = train_and_kill(cfg_path, out, 10, timeout=120)
     assert killed_at is not None and killed_at < 30, "the run finished before it could be killed"
 
     assert main(["train", str(cfg_path), "-q"]) == 0

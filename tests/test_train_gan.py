@@ -2,10 +2,6 @@
 best.pt by validation LPIPS, and kill -9 + resume to the same state (G, D, optimisers, schedules)."""
 import csv
 import math
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -17,7 +13,7 @@ from tinysr.train.config import RECIPES, GanConfig, TrainConfig
 from tinysr.train.losses import VGG16_LAYERS, discriminator_loss, generator_adversarial_loss
 from tinysr.train.trainer import train
 
-from conftest import SHARED
+from conftest import SHARED, train_and_kill
 
 
 def test_recipe_defaults_fill_the_config_and_explicit_keys_win():
@@ -129,21 +125,7 @@ def test_killed_gan_run_resumes_to_the_same_state(tmp_path, weights_dir, l1_chec
     cfg_path = tmp_path / "run.yaml"
     cfg_path.write_text(yaml.safe_dump(run))
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "tinysr.cli.main", "train", str(cfg_path), "-q"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline, killed_at = time.time() + 180, None
-    while time.time() < deadline and proc.poll() is None:
-        if (out / "last.pt").is_file():
-            try:
-                step = read_checkpoint(out / "last.pt")["meta"]["step"]
-            except Exception:
-                step = 0
-            if step >= 5:
-                proc.send_signal(signal.SIGKILL)
-                killed_at = step
-                break
-        time.sleep(0.02)
-    proc.wait()
+    killed_at = train_and_kill(cfg_path, out, 5, timeout=180)
     assert killed_at is not None and killed_at < steps, "the run finished before it could be killed"
 
     assert main(["train", str(cfg_path), "-q"]) == 0

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import random
 import time
 import warnings
 from pathlib import Path
@@ -189,15 +188,10 @@ def train_gan(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop
 
     from ..evaluate import _lpips_models
     from ..search.proxy import ProxyData, validation_scores
-    from .trainer import TrainResult, build_model, check_same_architecture, open_log
+    from .trainer import TrainResult, build_model, check_same_architecture, open_log, prepare_run
 
     gan = cfg.gan
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
+    out = prepare_run(cfg)
 
     g = build_model(cfg)
     scale = g.scale

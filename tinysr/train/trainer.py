@@ -117,6 +117,17 @@ class TrainResult:
     lpips_net: str | None = None
 
 
+def prepare_run(cfg: TrainConfig) -> Path:
+    """The run's folder (created), torch's thread count and the seeds of torch and ``random``."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    return out
+
+
 def open_log(path: Path, step: int, header: list[str]):
     """``(file, csv.writer)`` for a run's ``log.csv``: a new log at step 0 (or when absent), else the
     existing one with the rows logged after ``step`` (the checkpoint resumed from) dropped."""
@@ -150,13 +161,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
         from .gan import train_gan
 
         return train_gan(cfg, resume=resume, progress=progress, stop_after=stop_after)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-
+    out = prepare_run(cfg)
     model = build_model(cfg)
     scale = model.scale
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
