@@ -178,3 +178,18 @@ def test_best_checkpoint_respects_the_psnr_guard(tmp_path, weights_dir, l1_check
     assert best.is_file() == bool(ok)
     if ok:
         assert read_checkpoint(best)["meta"]["best"]["psnr"] >= initial["psnr"]
+
+
+def test_ema_may_be_switched_on_resume_without_changing_g(tmp_path, weights_dir, l1_checkpoint):
+    """The EMA is a shadow of G: a run resumed with it switched off (or on) trains G exactly as before."""
+    ref = TrainConfig.from_dict({**_cfg(tmp_path, "ref", l1_checkpoint, ema=0.0), "steps": 6, "val_every": 3})
+    train(ref, progress=False)
+    first = TrainConfig.from_dict({**_cfg(tmp_path, "run", l1_checkpoint, ema=0.9), "steps": 6, "val_every": 3})
+    train(first, progress=False, stop_after=3)
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["gan_state"]["ema"] is not None
+    train(TrainConfig.from_dict({**_cfg(tmp_path, "run", l1_checkpoint, ema=0.0), "steps": 6, "val_every": 3}),
+          progress=False)
+    a, b = read_checkpoint(tmp_path / "run" / "last.pt"), read_checkpoint(tmp_path / "ref" / "last.pt")
+    assert a["gan_state"]["ema"] is None and a["meta"]["step"] == 6
+    for k in b["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k

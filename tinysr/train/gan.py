@@ -159,17 +159,13 @@ class GanStage:
             raise ValueError(f"{source} was trained with another discriminator ({state['discriminator']['family']} "
                              f"{state['discriminator']['config']} vs {ours['family']} {ours['config']}): "
                              "use another --out-dir or --no-resume")
-        if (state["ema"] is None) != (self.ema is None):
-            raise ValueError(f"{source}: EMA {'on' if state['ema'] is not None else 'off'} there, "
-                             f"{'on' if self.ema is not None else 'off'} in this config: use another --out-dir "
-                             "or --no-resume")
         self.d.load_state_dict(state["d_state"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.sched_g.load_state_dict(state["sched_g"])
         self.sched_d.load_state_dict(state["sched_d"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
+        if self.ema is not None:  # the EMA never feeds back into G: it may be switched on or off on resume
+            self.ema.load_state_dict(state["ema"] if state["ema"] is not None else self.g.state_dict())
         self.steps_done = state["steps_done"]
 
 
@@ -206,6 +202,10 @@ def train_gan(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop
         check_same_architecture(state, g, last_ckpt, cfg.model)
         g.load_state_dict(state["state_dict"])
         stage.load_state_dict(state["gan_state"], str(last_ckpt))
+        if (state["gan_state"]["ema"] is None) != (stage.ema is None):
+            tqdm.write(f"EMA of G {'on from' if stage.ema is not None else 'off after'} step {state['meta']['step']} "
+                       "(as the config now says; G's training is unchanged, validation and best.pt follow "
+                       f"{'the average' if stage.ema is not None else 'G itself'})")
         step, best, best_scores = state["meta"]["step"], state["meta"].get("best_lpips"), state["meta"].get("best")
         torch.set_rng_state(state["torch_rng"])
         tqdm.write(f"resuming {out} from step {step}")
