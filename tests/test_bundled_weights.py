@@ -9,13 +9,14 @@ from tinysr.evaluate import evaluate, mean_row
 from tinysr.runtimes import TorchRunner
 
 
-@pytest.mark.parametrize("name", ["tpsr_x4", "tpsr_x2"])
-def test_bundled_weights_ship_with_their_recipe(name):
+@pytest.mark.parametrize("name, trained_as", [("tpsr_x4", "tpsr_x4"), ("tpsr_x2", "tpsr_x2"),
+                                              ("tpsr_x4_gan", "tpsr_x4")])
+def test_bundled_weights_ship_with_their_recipe(name, trained_as):
     assert has_bundled_weights(name)
     recipe = json.loads(bundled_weights_path(f"{name}.json").read_text())
     assert recipe["sha256"] == file_sha256(bundled_weights_path(f"{name}.pt"))
     cfg = recipe["train_config"]
-    assert cfg["model"] == name and cfg["seed"] is not None and cfg["steps"] >= recipe["step"] > 0
+    assert cfg["model"] == trained_as and cfg["seed"] is not None and cfg["steps"] >= recipe["step"] > 0
     assert recipe["final_metrics"]
     assert bundled_weights_path(f"{name}.pt").stat().st_size < 400_000
 
@@ -32,3 +33,22 @@ def test_bundled_weights_reproduce_their_recorded_scores(bench, name):
         assert mean.ssim == pytest.approx(recipe[ds]["ssim_y"], abs=5e-4)
     # the acceptance lines of the bundled weights: x4 >= 30.4 dB on Set5, x2 well above bicubic (33.67 dB)
     assert recipe["Set5"]["psnr_y"] >= {"tpsr_x4": 30.4, "tpsr_x2": 34.5}[name]
+
+
+def test_bundled_gan_weights_reproduce_their_perceptual_scores(bench, weights_dir):
+    """tpsr_x4_gan: the recipe's PSNR and LPIPS (both nets) are what ``tinysr eval`` measures now, and
+    it is the perceptual model of the two: lower LPIPS-Alex than the L1 model it was fine-tuned from."""
+    recipe = json.loads(bundled_weights_path("tpsr_x4_gan.json").read_text())
+    assert recipe["train_config"]["gan"]["recipe"] == "tpsr" and recipe["train_config"]["init_from"] == "tpsr_x4"
+    runner = TorchRunner(load_model("tpsr_x4_gan"))
+    for ds in ("Set5", "Set14"):
+        want = recipe["final_metrics"][ds]
+        mean = mean_row(evaluate(runner, bench / ds, lpips=True, progress=False, lpips_net="both"))
+        print(f"bundled tpsr_x4_gan {ds}: Y-PSNR {mean.psnr:.4f} dB, LPIPS-VGG {mean.lpips:.4f}, "
+              f"LPIPS-Alex {mean.lpips_alex:.4f}")
+        assert mean.psnr == pytest.approx(want["psnr_y"], abs=5e-4)
+        assert mean.lpips == pytest.approx(want["lpips"], abs=5e-4)
+        assert mean.lpips_alex == pytest.approx(want["lpips_alex"], abs=5e-4)
+    l1 = mean_row(evaluate(TorchRunner(load_model("tpsr_x4")), bench / "Set5", lpips=True, progress=False,
+                           lpips_net="alex"))
+    assert recipe["final_metrics"]["Set5"]["lpips_alex"] < l1.lpips_alex - 0.02

@@ -160,6 +160,12 @@ def tpsr_x4(genotype=TPSR_GENOTYPE, n_feats=16):
     return CellSR(genotype, 4, n_feats)
 
 
+@register_model("tpsr_x4_gan", family="tpsr", scale=4, weights="tpsr_x4_gan.pt",
+                description="TPSR cell x4, perceptual: GAN-fine-tuned tpsr_x4 (tinysr/configs/tpsr_x4_gan.yaml)")
+def tpsr_x4_gan(genotype=TPSR_GENOTYPE, n_feats=16):
+    return CellSR(genotype, 4, n_feats)
+
+
 @register_model("tpsr_x2", family="tpsr", scale=2, weights="tpsr_x2.pt",
                 description="TPSR (ECCV 2020) cell, 16 features, x2")
 def tpsr_x2(genotype=TPSR_GENOTYPE, n_feats=16):
