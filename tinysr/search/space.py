@@ -33,8 +33,41 @@ from tinysr.profile.lut import SPACES
 CELL_INPUT_PARAM = "in"
 
 
+class _DecisionSpace:
+    """What every search space shares on top of its own numbering (``num_decisions``,
+    ``cardinalities``, ``param_choices``, ``validate``, ``decode``, ``params_to_decisions``):
+    integer lists, named parameters and uniform sampling."""
+
+    def _as_list(self, decisions) -> list:
+        try:
+            return list(decisions)
+        except TypeError:
+            raise ValueError(f"a decision vector is a sequence of {self.num_decisions} integers, "
+                             f"not {type(decisions).__name__}") from None
+
+    def _named(self, values: Sequence[int]) -> dict[str, str]:
+        return {name: choices[v] for (name, choices), v in zip(self.param_choices().items(), values)}
+
+    def from_params(self, params: Mapping[str, object]):
+        """The genotype of named parameters (extra keys, e.g. other hyper-parameters, are ignored)."""
+        return self.decode(self.params_to_decisions(params))
+
+    def sample(self, rng: np.random.Generator, n: int | None = None):
+        """Uniform sample(s) over the space: one decision vector, or a list of ``n``.
+
+        Every decision is drawn independently and uniformly from its choices, which is uniform
+        over the product space (every genotype has probability ``1 / size()``).
+        """
+        count = 1 if n is None else int(n)
+        if count < 0:
+            raise ValueError(f"cannot sample {count} architectures")
+        draws = rng.integers(0, np.asarray(self.cardinalities), size=(count, self.num_decisions))
+        vectors = [tuple(int(v) for v in row) for row in draws]
+        return vectors[0] if n is None else vectors
+
+
 @dataclass(frozen=True)
-class GeneratorSpace:
+class GeneratorSpace(_DecisionSpace):
     """A cell of ``num_nodes`` nodes, each an operation from ``ops`` and an input (see the module doc)."""
 
     num_nodes: int
@@ -98,11 +131,7 @@ class GeneratorSpace:
     # -------------------------------------------------------------- validation
     def validate(self, decisions: Sequence[int]) -> tuple[int, ...]:
         """``decisions`` as a tuple of ints; ``ValueError`` (one line) if it is not a vector of this space."""
-        try:
-            values = list(decisions)
-        except TypeError:
-            raise ValueError(f"a decision vector is a sequence of {self.num_decisions} integers, "
-                             f"not {type(decisions).__name__}") from None
+        values = self._as_list(decisions)
         if len(values) != self.num_decisions:
             raise ValueError(f"a decision vector has {self.num_decisions} entries "
                              f"(op and input of {self.num_nodes} nodes), got {len(values)}")
@@ -145,12 +174,7 @@ class GeneratorSpace:
 
     def to_params(self, item: Genotype | str | Sequence[int]) -> dict[str, str]:
         """Named parameters (``op_i``: op name, ``src_i``: ``"in"`` or ``"j"``) of a genotype or decision vector."""
-        values = self.encode(item) if isinstance(item, (Genotype, str)) else self.validate(item)
-        return {name: choices[v] for (name, choices), v in zip(self.param_choices().items(), values)}
-
-    def from_params(self, params: Mapping[str, object]) -> Genotype:
-        """The :class:`Genotype` of named parameters (extra keys, e.g. other hyper-parameters, are ignored)."""
-        return self.decode(self.params_to_decisions(params))
+        return self._named(self.encode(item) if isinstance(item, (Genotype, str)) else self.validate(item))
 
     def params_to_decisions(self, params: Mapping[str, object]) -> tuple[int, ...]:
         out = []
@@ -167,19 +191,6 @@ class GeneratorSpace:
         return tuple(out)
 
     # ---------------------------------------------------------------- sampling
-    def sample(self, rng: np.random.Generator, n: int | None = None):
-        """Uniform sample(s) over the space: one decision vector, or a list of ``n``.
-
-        Every decision is drawn independently and uniformly from its choices, which is uniform
-        over the product space (every genotype has probability ``1 / size()``).
-        """
-        count = 1 if n is None else int(n)
-        if count < 0:
-            raise ValueError(f"cannot sample {count} architectures")
-        draws = rng.integers(0, np.asarray(self.cardinalities), size=(count, self.num_decisions))
-        vectors = [tuple(int(v) for v in row) for row in draws]
-        return vectors[0] if n is None else vectors
-
     def sample_genotype(self, rng: np.random.Generator) -> Genotype:
         return self.decode(self.sample(rng))
 
@@ -192,7 +203,7 @@ class GeneratorSpace:
         return f"a {self.num_nodes}-node generator space over {len(self.ops)} operations"
 
 
-class DiscriminatorSpace:
+class DiscriminatorSpace(_DecisionSpace):
     """The discriminator space S_D = (Op x ROp)^5 as the 10 decisions ``(op_0, rop_0, ..., op_4, rop_4)``.
 
     The numbering is :class:`~tinysr.models.discriminators.DiscriminatorGenotype`'s own
@@ -238,11 +249,7 @@ class DiscriminatorSpace:
 
     def validate(self, decisions: Sequence[int]) -> tuple[int, ...]:
         """``decisions`` as a tuple of ints; one-line ``ValueError`` if it is not a vector of this space."""
-        try:
-            values = list(decisions)
-        except TypeError:
-            raise ValueError(f"a decision vector is a sequence of {self.num_decisions} integers, "
-                             f"not {type(decisions).__name__}") from None
+        values = self._as_list(decisions)
         for d, v in enumerate(values):
             if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
                 raise ValueError(f"decision {d} = {v!r} is not an integer")
@@ -262,11 +269,8 @@ class DiscriminatorSpace:
         return DiscriminatorGenotype.decode(decisions)
 
     def to_params(self, item) -> dict[str, str]:
-        values = self.encode(item) if isinstance(item, str) or hasattr(item, "blocks") else self.validate(item)
-        return {name: choices[v] for (name, choices), v in zip(self.param_choices().items(), values)}
-
-    def from_params(self, params: Mapping[str, object]):
-        return self.decode(self.params_to_decisions(params))
+        """Named parameters (``op_b``, ``rop_b``: names) of a genotype, its text or a decision vector."""
+        return self._named(self.encode(item) if isinstance(item, str) or hasattr(item, "blocks") else self.validate(item))
 
     def params_to_decisions(self, params: Mapping[str, object]) -> tuple[int, ...]:
         out = []
@@ -278,15 +282,6 @@ class DiscriminatorSpace:
             except ValueError:
                 raise ValueError(f"parameter {name} = {params[name]!r} is not one of {', '.join(choices)}") from None
         return tuple(out)
-
-    def sample(self, rng: np.random.Generator, n: int | None = None):
-        """Uniform sample(s): one decision vector, or a list of ``n`` (as :meth:`GeneratorSpace.sample`)."""
-        count = 1 if n is None else int(n)
-        if count < 0:
-            raise ValueError(f"cannot sample {count} architectures")
-        draws = rng.integers(0, np.asarray(self.cardinalities), size=(count, self.num_decisions))
-        vectors = [tuple(int(v) for v in row) for row in draws]
-        return vectors[0] if n is None else vectors
 
 
 def space_from_identity(spec):
