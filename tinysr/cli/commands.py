@@ -273,24 +273,19 @@ def cmd_android_demo_prepare(args):
     print(f"placed {art.name} and {art.with_suffix('.json').name} in {art.parent}; build the app to bundle them")
 
 
+def positive_ints(text: str, option: str, what: str, example: str) -> tuple[int, ...]:
+    """``"1,4,16"`` -> ``(1, 4, 16)``; a one-line error naming ``option`` unless all are positive integers."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise ValueError(f"{option} {text}: expected positive {what}, comma-separated, e.g. {example}")
+    return values
+
+
 def thread_counts(text: str) -> tuple[int, ...]:
-    try:
-        counts = tuple(int(t) for t in text.split(","))
-    except ValueError:
-        counts = ()
-    if not counts or min(counts) < 1:
-        raise ValueError(f"--threads {text}: expected positive thread counts, comma-separated, e.g. 1,2")
-    return counts
-
-
-def batch_sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(b) for b in text.split(","))
-    except ValueError:
-        sizes = ()
-    if not sizes or min(sizes) < 1:
-        raise ValueError(f"--batches {text}: expected positive batch sizes, comma-separated, e.g. 1,4,16")
-    return sizes
+    return positive_ints(text, "--threads", "thread counts", "1,2")
 
 
 def cmd_bench(args):
@@ -306,7 +301,7 @@ def cmd_bench(args):
         if len(threads) > 1:
             raise ValueError(f"--threads {args.threads}: --train-step times one thread count")
         check_at_least("--patch", args.patch, 1, "the LR patch side must be at least 1")
-        result = run_train_bench(models, batch_sizes(args.batches), args.patch, threads[0], rounds,
+        result = run_train_bench(models, positive_ints(args.batches, "--batches", "batch sizes", "1,4,16"), args.patch, threads[0], rounds,
                                  progress=not args.quiet)
         print(format_train_bench(result))
     elif args.upscale:

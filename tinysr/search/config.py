@@ -102,10 +102,27 @@ def _proxy(value, source: str) -> ProxyTask:
     return ProxyTask.from_dict(value, source)
 
 
+@dataclass
 class ConfigFile:
-    """What every search config shares (a dataclass with the run fields of :class:`SearchConfig`
-    and its own ``from_dict`` / ``validate``): reading a YAML/TOML file, command-line overrides, the
-    run's identity, the run-field checks."""
+    """What every search config shares: the run fields (where the run lives, its strategy, how many
+    evaluations, the proxy task, where they run; a subclass may give them other defaults), reading a
+    YAML/TOML file, command-line overrides, the run's identity, the run-field checks. A subclass adds
+    its problem's fields and its own ``from_dict`` / ``validate``."""
+
+    run_dir: str = "runs/search"
+    storage: str | None = None
+    seed: int = 0
+    scale: int = 4
+    strategy: str = "reinforce"
+    strategy_options: dict = field(default_factory=dict)
+    evaluations: int = 100
+    max_candidates: int = 0
+    round_size: int = 4
+    proxy: ProxyTask | None = None
+    backend: str = "local"
+    workers: int = 2
+    threads: int = 1
+    address: str | None = None
 
     @classmethod
     def from_file(cls, path: str | Path) -> "ConfigFile":
@@ -161,10 +178,6 @@ class ConfigFile:
 
 @dataclass
 class SearchConfig(ConfigFile):
-    run_dir: str = "runs/search"
-    storage: str | None = None
-    seed: int = 0
-    scale: int = 4
     n_feats: int = 16
     input_size: list[int] = field(default_factory=lambda: [180, 320])
     max_mult_adds: float | None = None
@@ -173,16 +186,6 @@ class SearchConfig(ConfigFile):
     psnr_max: float | None = None
     alpha: float = -0.07
     beta: float = -0.07
-    strategy: str = "reinforce"
-    strategy_options: dict = field(default_factory=dict)
-    evaluations: int = 100
-    max_candidates: int = 0
-    round_size: int = 4
-    proxy: ProxyTask | None = None
-    backend: str = "local"
-    workers: int = 2
-    threads: int = 1
-    address: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "search config") -> "SearchConfig":
@@ -270,23 +273,12 @@ class DiscriminatorSearchConfig(ConfigFile):
     """
 
     run_dir: str = "runs/search-d"
-    storage: str | None = None
-    seed: int = 0
-    scale: int = 4
+    evaluations: int = 20
+    round_size: int = 2
     generator: str = "tpsr_x4"
     gan: GanConfig | None = None  # the tpsr recipe when not given
     eval_every: int = 20
     lpips_net: str = "vgg"
-    strategy: str = "reinforce"
-    strategy_options: dict = field(default_factory=dict)
-    evaluations: int = 20
-    max_candidates: int = 0
-    round_size: int = 2
-    proxy: ProxyTask | None = None
-    backend: str = "local"
-    workers: int = 2
-    threads: int = 1
-    address: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "search config") -> "DiscriminatorSearchConfig":
