@@ -200,7 +200,7 @@ def cmd_train(args):
 
         genotype = (read_checkpoint(args.genotype).get("config") or {}).get("genotype")
         if not genotype:
-            raise ValueError(f"{args.genotype}: not a checkpoint of a TPSR-family network (it has no genotype)")
+            raise ValueError(f"{args.genotype}: not a checkpoint of a TPSR-family or trilevel network (it has no genotype)")
         args.genotype = genotype
     overrides = list(args.set)
     for key in ("model", "out_dir", "steps", "train_data", "val_data", "init_from", "genotype", "seed"):
@@ -425,13 +425,17 @@ def _genotype_of(spec: str):
     elif spec in list_models():
         model = create_model(spec)
     if model is None:
+        from ..models.trilevel import TrilevelGenotype
+
         try:
+            if TrilevelGenotype.looks_like(spec):
+                return TrilevelGenotype.parse(spec), None, None, "trilevel genotype"
             return Genotype.parse(spec), None, None, "genotype"
         except ValueError as e:
             raise ValueError(f"{spec!r} is neither a checkpoint, a registry model nor a genotype ({e})") from None
     genotype = getattr(model, "genotype", None)
     if genotype is None:
-        raise ValueError(f"{spec}: not a TPSR-family network (it has no genotype)")
+        raise ValueError(f"{spec}: not a TPSR-family or trilevel network (it has no genotype)")
     return genotype, getattr(model, "scale", None), getattr(model, "n_feats", None), spec
 
 
@@ -446,6 +450,12 @@ def cmd_lut_predict(args):
     scale = scale if scale is not None else args.scale
     n_feats = n_feats if n_feats is not None else args.n_feats
     table = load_table(args.profile)
+    from ..models.trilevel import TrilevelGenotype
+
+    space = "trilevel" if isinstance(genotype, TrilevelGenotype) else "tpsr"
+    if table.space != space:
+        raise ValueError(f"{args.profile} is a table of the {table.space} space, {what} belongs to the {space} space: "
+                         f"build one with tinysr lut build --space {space}")
     table.check(parse_size(args.input_size) if args.input_size else None, scale, n_feats)
     rows = table.breakdown(genotype)
     total = table.predict(genotype)

@@ -61,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     s.add_argument("--model"), s.add_argument("--out-dir"), s.add_argument("--steps", type=int)
     s.add_argument("--train-data", nargs="+"), s.add_argument("--val-data"), s.add_argument("--init-from")
-    s.add_argument("--genotype", help="TPSR-family cell, e.g. 'conv3@in conv3@0', or a checkpoint whose cell to train "
-                   "(e.g. one from tinysr search export)")
+    s.add_argument("--genotype", help="TPSR-family cell, e.g. 'conv3@in conv3@0', a trilevel network with --model "
+                   "trilevel_x4, e.g. 'A res3:16 up up' (tinysr search trilevel's result), or a checkpoint whose "
+                   "genotype to train (e.g. one from tinysr search export)")
     s.add_argument("--seed", type=int)
     s.add_argument("--no-resume", action="store_true", help="start over even if OUT_DIR/last.pt exists")
     s.add_argument("-q", "--quiet", action="store_true")
@@ -136,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = lut.add_parser("build", help="measure every candidate op and the skeleton parts, then calibrate -> profiles/NAME.json")
     b.add_argument("--device", default="host", help="host (default) or adb[:SERIAL]")
     b.add_argument("--runtime", default="litert", choices=["litert"])
-    b.add_argument("--space", default="tpsr", choices=["tpsr"])
+    b.add_argument("--space", default="tpsr", choices=["tpsr", "trilevel"],
+                   help="tpsr: the TPSR cell space (default); trilevel: the trilevel search's parts (no calibration)")
     b.add_argument("--input-size", default="180x320", help="LR input HxW (default 180x320 -> 720p at x4)")
     b.add_argument("--scale", type=int, default=4)
     b.add_argument("--threads", type=int, default=1)
@@ -168,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-q", "--quiet", action="store_true")
     c.set_defaults(func=commands.cmd_lut_calibrate)
     pr = lut.add_parser("predict", help="predicted latency of a genotype, checkpoint or registry model, with the per-node breakdown")
-    pr.add_argument("model", help="genotype text ('conv3@in dsep5@0 ...'), TPSR-family checkpoint or registry name")
+    pr.add_argument("model", help="genotype text ('conv3@in dsep5@0 ...', or a trilevel 'A res3:16 up up'), "
+                    "TPSR-family or trilevel checkpoint, or registry name")
     pr.add_argument("--profile", required=True, help="latency table JSON (profiles/NAME.json)")
     pr.add_argument("--input-size", help="LR input HxW of the network (checked against the table's; default the table's)")
     pr.add_argument("--scale", type=int, help="the network's scale (checked; a checkpoint or registry model has its own)")

@@ -1,5 +1,5 @@
-"""``tinysr search``: run a generator or discriminator search, look at a run, export a candidate
-(thin over tinysr.search)."""
+"""``tinysr search``: run a generator, discriminator or trilevel search, look at a run, export a
+candidate (thin over tinysr.search)."""
 from __future__ import annotations
 
 import json
@@ -20,7 +20,18 @@ def add_parser(sub) -> None:
     _run_arguments(d, "tinysr/configs/search_discriminator_demo.yaml", "reinforce (default, the paper's) or random")
     d.set_defaults(func=cmd_search_discriminator)
 
-    sh = ss.add_parser("show", help="leaderboard of a run, with its Pareto-front and reward plots")
+    t = ss.add_parser("trilevel", help="differentiable trilevel search (network, cell and kernel levels) with an "
+                      "expected-latency or Mult-Adds term; derives a trilevel genotype")
+    t.add_argument("--config", required=True, help="trilevel config YAML/TOML (see tinysr/configs/search_trilevel_demo.yaml)")
+    t.add_argument("--resume", action="store_true", help="continue the run in the config's run_dir after a stop or kill")
+    t.add_argument("--run-dir", help="override the config's run_dir")
+    t.add_argument("--threads", type=int, help="torch threads")
+    t.add_argument("--json", help="also write the derived network's record here")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_search_trilevel)
+
+    sh = ss.add_parser("show", help="leaderboard of a run, with its Pareto-front and reward plots (a trilevel "
+                       "run: its epochs, derived network and architecture-weight plot)")
     sh.add_argument("run", help="the run folder (its run.json names the study)")
     sh.add_argument("--top", type=int, default=10, help="rows in the leaderboard (default 10)")
     sh.add_argument("--plots", help="folder for pareto.png and reward.png (default: the run folder)")
@@ -112,9 +123,37 @@ def cmd_search_discriminator(args) -> int:
     return 0
 
 
+def cmd_search_trilevel(args) -> int:
+    from tinysr.search.trilevel import TrilevelConfig, run_trilevel
+
+    cfg = TrilevelConfig.from_file(args.config).replace(run_dir=args.run_dir, threads=args.threads)
+    r = run_trilevel(cfg, resume=args.resume, progress=not args.quiet)
+    run = Path(cfg.run_dir)
+    lat = (f", {r['predicted_latency_ms']:.2f} ms predicted ({r['profile']}, {r['latency_input_size'][0]}x"
+           f"{r['latency_input_size'][1]})" if r["predicted_latency_ms"] is not None else "")
+    print(f"derived after {r['steps']} steps: {r['genotype']}\n  {r['params']} params, "
+          f"{r['mult_adds'] / 1e9:.3f} G Mult-Adds at {r['input_size'][0]}x{r['input_size'][1]}{lat}; "
+          f"supernet validation PSNR {r['supernet_val_psnr']:.3f} dB")
+    print(f"train it: tinysr train --model trilevel_x{r['scale']} --genotype \"{r['genotype']}\" ...; "
+          f"plots: {run / 'arch_weights.png'}, {run / 'derived.png'}; log: {run / 'log.csv'}")
+    if args.json:
+        from tinysr.imageio import atomic_write
+
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(r, indent=2)))
+    return 0
+
+
 def cmd_search_show(args) -> int:
     from tinysr.search.report import format_leaderboard, plot_pareto, plot_reward, summarise
+    from tinysr.search.trilevel import format_run, is_trilevel_run, plot_arch_weights
 
+    if is_trilevel_run(args.run):  # a gradient-based run: its epochs and derived network, not a leaderboard
+        print(format_run(args.run))
+        history = Path(args.run) / "history.json"
+        if not args.no_plots and history.is_file():
+            out = Path(args.plots or args.run)
+            print(f"plots: {plot_arch_weights(json.loads(history.read_text()), out / 'arch_weights.png')}")
+        return 0
     summary = summarise(args.run)
     if args.json:
         print(json.dumps(summary, indent=2))

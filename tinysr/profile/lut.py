@@ -47,8 +47,14 @@ FORMAT = "tinysr.lut/2"
 #: Table formats this module reads: /1 has no ``calibration`` (op_scale 1, network_ms 0).
 READABLE_FORMATS = ("tinysr.lut/1", FORMAT)
 #: Search spaces a table can be built for: cell width, nodes per cell and candidate ops.
-SPACES = {"tpsr": {"n_feats": 16, "num_nodes": 10, "ops": OP_NAMES}}
+SPACES = {"tpsr": {"n_feats": 16, "num_nodes": 10, "ops": OP_NAMES},
+          # the trilevel search (tinysr.search.trilevel): skip, the width-searched res3 / mb3 at these
+          # hidden-width ratios, and the TPSR ops listed, at every resolution level of backbone A
+          "trilevel": {"n_feats": 16, "ops": ("skip", "res3", "mb3", "conv3", "conv5", "dsep3", "dsep5", "inv3"),
+                       "ratios": (0.5, 1.0, 1.5)}}
 OVERHEAD_REFERENCE = "identity@in"
+#: The trilevel space's overhead reference: the smallest network (head and the sub-pixel output layer).
+TRILEVEL_REFERENCE = "B up"
 CALIBRATION_MODEL = "predicted = overhead + skeleton + op_scale * (node entries + leaf-sum ADDs) + network_ms"
 
 
@@ -85,6 +91,11 @@ def table_parts(space: str, input_size, scale: int) -> list:
     spec = SPACES[space]
     n = spec["n_feats"]
     h, w = (int(v) for v in input_size)
+    if space == "trilevel":
+        from tinysr.models.trilevel import space_parts
+
+        return [(p.key, p.what, p.make, p.channels, p.size, p.op)
+                for p in space_parts(n, (h, w), scale, spec["ops"], spec["ratios"])]
     parts = [(op_key(op, n, h, w), f"{op} + PReLU, {n} ch", lambda op=op: CellNode(op, n), n, (h, w), None)
              for op in spec["ops"]]
     parts += [(p.key, p.what, p.make, p.channels, p.size, p.op) for p in skeleton_parts(n, h, w, scale)]
@@ -300,10 +311,19 @@ def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr"
     for key, what, make, channels, size, op in parts:
         flats.append(convert_cached(lambda: convert_part(make(), channels, size, op), cache_dir, f"{key}.tflite"))
     # Fixed overhead: the smallest network of the space, measured whole, minus its table entries.
-    ref = Genotype.parse(OVERHEAD_REFERENCE)
-    genos = calibration_genotypes(calibration_networks, calibration_seed, space) if calibration_networks else []
-    for g in [ref] + genos:
-        flats.append(convert_genotype(g, scale, n, (h, w), cache_dir))
+    trilevel = space == "trilevel"
+    if trilevel:  # no calibration networks: the table is the plain sum of its entries
+        from tinysr.models.trilevel import TrilevelSR, network_parts
+
+        ref, genos = TRILEVEL_REFERENCE, []
+        torch.manual_seed(0)
+        flats.append(convert_cached(lambda: convert_network(TrilevelSR(ref, scale, n), (h, w)), cache_dir,
+                                    f"net_trilevel_{ref.replace(' ', '_')}_n{n}_x{scale}_{h}x{w}.tflite"))
+    else:
+        ref = Genotype.parse(OVERHEAD_REFERENCE)
+        genos = calibration_genotypes(calibration_networks, calibration_seed, space) if calibration_networks else []
+        for g in [ref] + genos:
+            flats.append(convert_genotype(g, scale, n, (h, w), cache_dir))
     rounds = max(min(int(rounds), int(runs)), 1)
     say(f"converted {len(flats)} models ({len(parts)} entries, the overhead reference, {len(genos)} calibration "
         f"networks); timing them in {rounds} interleaved round(s)")
@@ -313,10 +333,13 @@ def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr"
         entries[key] = {"median_ms": median, "p90_ms": p90, "runs": n_runs, "what": what}
         say(f"{key:<34} {median:9.3f} ms  ({what})")
     ref_ms, ref_p90, ref_runs = results[len(parts)]
-    parts_ms = (sum(p.count(ref) * entries[p.key]["median_ms"] for p in skeleton_parts(n, h, w, scale))
-                + sum(entries[op_key(nd.op, n, h, w)]["median_ms"] for nd in ref.nodes))
+    if trilevel:
+        parts_ms = sum(entries[p.key]["median_ms"] for p in network_parts(ref, n, (h, w), scale))
+    else:
+        parts_ms = (sum(p.count(ref) * entries[p.key]["median_ms"] for p in skeleton_parts(n, h, w, scale))
+                    + sum(entries[op_key(nd.op, n, h, w)]["median_ms"] for nd in ref.nodes))
     overhead = ref_ms - parts_ms
-    say(f"{'overhead':<34} {overhead:9.3f} ms  (network {OVERHEAD_REFERENCE} {ref_ms:.3f} ms - parts {parts_ms:.3f} ms)")
+    say(f"{'overhead':<34} {overhead:9.3f} ms  (network {ref} {ref_ms:.3f} ms - parts {parts_ms:.3f} ms)")
     dev, rt = timer.describe()
     data = {
         "format": FORMAT,
@@ -332,16 +355,18 @@ def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr"
                    "interleaved rounds over all entries (one untimed run per entry and round) "
                    f"({_host_clock_text(clock) if timer.kind == 'host' else 'benchmark_model over adb'}); "
                    "the leaf-sum ADD is the ADD operator cut out of a converted two-branch graph; overhead = "
-                   f"measured median of the network '{OVERHEAD_REFERENCE}' minus the sum of its entries"),
+                   f"measured median of the network '{ref}' minus the sum of its entries"),
         "warmup": int(warmup),
         "runs": int(results[0][2]),
         "rounds": int(rounds),
         "clock": clock,
-        "skeleton": skeleton_layout(n, h, w, scale),
-        "overhead": {"ms": overhead, "reference_genotype": OVERHEAD_REFERENCE, "reference_ms": ref_ms,
+        "skeleton": None if trilevel else skeleton_layout(n, h, w, scale),
+        "overhead": {"ms": overhead, "reference_genotype": str(ref), "reference_ms": ref_ms,
                      "reference_p90_ms": ref_p90, "reference_parts_ms": parts_ms},
         "entries": entries,
     }
+    if trilevel:
+        data["space_ops"], data["space_ratios"] = list(SPACES[space]["ops"]), list(SPACES[space]["ratios"])
     if genos:
         data["calibration"] = calibration_record(LatencyTable(data), genos, results[len(parts) + 1:], calibration_seed,
                                                  warmup, rounds, "timed in the same interleaved rounds as the entries")
@@ -512,11 +537,12 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path) -> "LatencyTable":
+        """The table in ``path``: a :class:`LatencyTable`, or a :class:`TrilevelTable` for the trilevel space."""
         import json
 
         path = Path(path)
         with open(path, encoding="utf-8") as f:
-            return cls(json.load(f), str(path))
+            return open_table(json.load(f), str(path))
 
     def save(self, path) -> Path:
         return save_lut(self.data, path)
@@ -588,6 +614,55 @@ class LatencyTable:
         return rows
 
 
+class TrilevelTable(LatencyTable):
+    """A latency table of the trilevel space (:mod:`tinysr.models.trilevel`): a network's latency is
+    the overhead plus the entries of its parts (:func:`tinysr.models.trilevel.network_parts`); no calibration."""
+
+    def __init__(self, data: dict, source: str = ""):
+        if data.get("format") not in READABLE_FORMATS or data.get("space") != "trilevel":
+            raise ValueError(f"{source or 'profile'}: not a latency table of the trilevel space")
+        self.data, self.source, self.space = data, source, "trilevel"
+        self.n = int(data["n_feats"])
+        self.h, self.w = (int(v) for v in data["input_size"])
+        self.scale = int(data["scale"])
+        self.clock = data.get("clock", "wall")
+        self.entries = {k: float(v["median_ms"]) for k, v in data["entries"].items()}
+        self.overhead_ms = float(data.get("overhead", {}).get("ms", 0.0))
+        self.op_scale, self.network_ms = 1.0, 0.0
+
+    def entry(self, key: str) -> float:
+        if key not in self.entries:
+            raise ValueError(f"{self.source or 'profile'} has no entry {key} (its ops: "
+                             f"{', '.join(self.data.get('space_ops', []))}; width ratios "
+                             f"{self.data.get('space_ratios')}): build a table with that operation and width")
+        return self.entries[key]
+
+    def _parts(self, genotype):
+        from tinysr.models.trilevel import TrilevelGenotype, network_parts
+
+        if not isinstance(genotype, (TrilevelGenotype, str)):
+            raise ValueError(f"{self.source or 'profile'} is a table of the trilevel space: it predicts trilevel "
+                             f"genotypes ('A ...' / 'B ...'), not {genotype}")
+        return network_parts(genotype, self.n, (self.h, self.w), self.scale)
+
+    def cell_terms(self, genotype) -> tuple:
+        parts = self._parts(genotype)
+        return (self.overhead_ms + sum(self.entry(p.key) for p in parts if p.level == "network"),
+                sum(self.entry(p.key) for p in parts if p.level == "cell"))
+
+    def predict(self, genotype) -> float:
+        return sum(self.cell_terms(genotype))
+
+    def breakdown(self, genotype) -> list:
+        rows = [(p.what, p.key, self.entry(p.key)) for p in self._parts(genotype)]
+        return rows + [("fixed overhead", "overhead", self.overhead_ms)]
+
+
+def open_table(data: dict, source: str = "") -> LatencyTable:
+    """The loaded table of ``data``'s space."""
+    return (TrilevelTable if data.get("space") == "trilevel" else LatencyTable)(data, source)
+
+
 def save_lut(data: dict, path) -> Path:
     import json
 
@@ -612,4 +687,5 @@ def default_lut_name(data: dict) -> str:
         who = "host-" + cpu_slug(dev.get("cpu"))
     default = "cpu" if dev.get("kind") == "adb" else "xnnpack"
     delegate = "" if rt.get("delegate") in (None, default) else f"-{rt['delegate']}"
-    return f"{who}-{rt.get('name', 'litert')}{delegate}-{rt.get('threads', 1)}t.json"
+    space = "" if data.get("space", "tpsr") == "tpsr" else f"-{data['space']}"
+    return f"{who}-{rt.get('name', 'litert')}{delegate}-{rt.get('threads', 1)}t{space}.json"

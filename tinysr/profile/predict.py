@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from tinysr.genotype import Genotype
-from tinysr.profile.lut import (FORMAT, OVERHEAD_REFERENCE, SPACES, LatencyTable, Timer, calibration_genotypes,
+from tinysr.profile.lut import (FORMAT, OVERHEAD_REFERENCE, SPACES, LatencyTable, Timer, calibration_genotypes, open_table,
                                 calibration_lines, calibration_record, convert_genotype, convert_network, error_stats,
                                 now_utc)
 
@@ -37,7 +37,7 @@ def load_table(profile) -> LatencyTable:
     if isinstance(profile, LatencyTable):
         return profile
     if isinstance(profile, dict):
-        return LatencyTable(profile)
+        return open_table(profile)
     key = os.fspath(profile)
     try:
         stamp = os.stat(key).st_mtime_ns
@@ -187,7 +187,7 @@ def calibrate(profile, networks: int = 8, seed: int = 0, runs: int = 30, warmup:
     """
     import copy
 
-    table = load_table(profile)
+    table = _tpsr_table(profile, "calibrate")
     say = progress or (lambda msg: None)
     genos = calibration_genotypes(networks, seed, table.space)
     results, _, rounds = _measure_networks(table, genos, runs, warmup, rounds, cache_dir, benchmark_binary, say)
@@ -199,6 +199,15 @@ def calibrate(profile, networks: int = 8, seed: int = 0, runs: int = 30, warmup:
     for line in calibration_lines(data["calibration"]):
         say(line)
     return data
+
+
+def _tpsr_table(profile, what: str) -> LatencyTable:
+    table = load_table(profile)
+    if table.space != "tpsr":
+        raise ValueError(f"{getattr(table, 'source', '') or 'profile'}: a table of the {table.space} space; {what} "
+                         "works on tables of the TPSR cell space (a trilevel table is the plain sum of its entries: "
+                         "compare it with tinysr profile of an exported network)")
+    return table
 
 
 # ------------------------------------------------------------------------------ validation
@@ -215,7 +224,7 @@ def validate(profile, samples: int = 30, seed: int = 0, runs: int = 20, warmup: 
 
     ``cache_dir``: keep (and reuse) the converted networks there.
     """
-    table = load_table(profile)
+    table = _tpsr_table(profile, "validate")
     say = progress or (lambda msg: None)
     cal = table.data.get("calibration") or {}
     excluded = [n["genotype"] for n in cal.get("networks", [])]

@@ -102,6 +102,25 @@ def _proxy(value, source: str) -> ProxyTask:
     return ProxyTask.from_dict(value, source)
 
 
+def read_mapping(path: str | Path) -> dict:
+    """The mapping a YAML (or ``.toml``) search config holds; one-line errors for a missing file or bad syntax."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such search config")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            return tomllib.loads(text)
+        import yaml
+
+        return yaml.safe_load(text) or {}
+    except Exception as e:  # YAML / TOML syntax: one line with the position
+        raise ValueError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'YAML'}: "
+                         f"{' '.join(str(e).split())}") from None
+
+
 @dataclass
 class ConfigFile:
     """What every search config shares: the run fields (where the run lives, its strategy, how many
@@ -126,23 +145,7 @@ class ConfigFile:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "ConfigFile":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such search config")
-        text = path.read_text()
-        try:
-            if path.suffix.lower() == ".toml":
-                import tomllib
-
-                data = tomllib.loads(text)
-            else:
-                import yaml
-
-                data = yaml.safe_load(text) or {}
-        except Exception as e:  # YAML / TOML syntax: one line with the position
-            raise ValueError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'YAML'}: "
-                             f"{' '.join(str(e).split())}") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_mapping(path), str(path))
 
     def replace(self, **changes) -> "ConfigFile":
         cfg = dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -304,10 +304,10 @@ def _convert(hint, value):
         if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
             raise TypeError
         return items
-    if hint == list[int]:
+    if hint in (list[int], list[float]):
         if not isinstance(value, (list, tuple)):
             raise TypeError
-        return [_convert(int, v) for v in value]
+        return [_convert(typing.get_args(hint)[0], v) for v in value]
     if hint is dict:
         if not isinstance(value, dict):
             raise TypeError

@@ -44,8 +44,17 @@ class StepBatchSampler(Sampler):
 
 def build_model(cfg: TrainConfig) -> nn.Module:
     kwargs = {"genotype": cfg.genotype} if cfg.genotype else {}
-    if kwargs and get_entry(cfg.model).family != "tpsr":
-        raise ValueError(f"genotype only applies to TPSR-family models, not {cfg.model}")
+    family = get_entry(cfg.model).family
+    if kwargs:
+        from ..models.trilevel import TrilevelGenotype
+
+        trilevel = TrilevelGenotype.looks_like(cfg.genotype)
+        if trilevel and family != "trilevel":
+            raise ValueError(f"{cfg.genotype!r} is a trilevel genotype: train it with --model trilevel_x4 "
+                             f"(a network of the trilevel family), not {cfg.model}")
+        if family not in ("tpsr", "trilevel") or (family == "trilevel" and not trilevel):
+            raise ValueError(f"genotype {cfg.genotype!r} does not apply to {cfg.model} ({family} family): a TPSR "
+                             "cell goes with a tpsr model, a trilevel genotype ('A ...' / 'B ...') with trilevel_x4")
     return create_model(cfg.model, **kwargs)
 
 
