@@ -208,7 +208,7 @@ def test_registry_kinds():
     with pytest.raises(ValueError, match="a generator needs a scale"):
         register_model("g_noscale", family="tpsr", description="")(lambda: None)
     assert "d_x4" not in list_models(kind=None) and "g_noscale" not in list_models(kind=None)
-    with pytest.raises(ValueError, match="known: esrgan, srgan, tpsr; searched_discriminator, vgg_discriminator "
+    with pytest.raises(ValueError, match="known: esrgan, srgan, tpsr, trilevel; searched_discriminator, vgg_discriminator "
                                          r"\(discriminators\)"):
         build_family("unet", {})
 

@@ -170,7 +170,7 @@ def test_kill_9_at_random_moments_then_resume(photo_dir, tmp_path):
     trials equal an uninterrupted run's, no finished candidate is recorded twice, and the trials
     that were running at a kill are marked failed."""
     data = config(photo_dir, tmp_path / "ref", evaluations=16, round_size=2)
-    data["proxy"]["steps"] = 40  # ~0.3 s per evaluation: kills land in evaluations, writes and start-up alike
+    data["proxy"]["steps"] = 100  # ~0.5-0.8 s per evaluation: kills land in evaluations, writes and start-up alike
     run_search(SearchConfig.from_dict(data), progress=False)
     cfg_path = tmp_path / "kill.yaml"
     cfg_path.write_text(yaml.safe_dump({**data, "run_dir": str(tmp_path / "run")}))

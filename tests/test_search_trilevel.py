@@ -122,7 +122,7 @@ def test_derive_prunes_the_zero_tail():
     with torch.no_grad():
         net.arch["beta"].copy_(torch.tensor([1.0, 0.9, 0.8, -3.0]))  # sorted along the chain, the last is zero
     net.r_network = 0.0
-    w = net.output_weights()
+    w = net.output_weights().detach()
     assert float(w[3]) == 0.0 and float(w[2]) > 0.0
     genotype, how = net.derive()
     assert how["kept_outputs"] == [[0], [1], [2]] and how["sorted"]
@@ -305,3 +305,15 @@ def test_train_and_export_a_derived_network(tmp_path):
                           "--train-data", str(tmp_path / "hr"), "--out-dir", str(tmp_path / "x"), "-q"],
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode != 0 and "trilevel_x4" in bad.stderr
+
+
+def test_efficiency_term_linear_and_budget_hinge():
+    from types import SimpleNamespace
+
+    from tinysr.search.trilevel import TrilevelSearch
+
+    linear = SimpleNamespace(cfg=SimpleNamespace(efficiency_budget=None), budget=80.0)
+    hinge = SimpleNamespace(cfg=SimpleNamespace(efficiency_budget=50.0), budget=50.0)
+    assert float(TrilevelSearch.efficiency_term(linear, torch.tensor(40.0))) == pytest.approx(0.5)
+    assert float(TrilevelSearch.efficiency_term(hinge, torch.tensor(40.0))) == 0.0
+    assert float(TrilevelSearch.efficiency_term(hinge, torch.tensor(60.0))) == pytest.approx(0.2)

@@ -20,8 +20,10 @@ The config (YAML or TOML), every field::
     efficiency: latency              # latency (needs profile) | flops | none
     profile: null                    # a trilevel latency table (tinysr lut build --space trilevel)
     input_size: [180, 320]           # LR size whose Mult-Adds the flops term counts (latency: the table's)
-    efficiency_weight: 0.05          # lambda: loss += lambda * expected cost / efficiency_budget
-    efficiency_budget: null          # ms or G Mult-Adds; null: the expected cost of the initial supernet
+    efficiency_weight: 0.05          # lambda of the efficiency term (below)
+    efficiency_budget: null          # null: loss += lambda * E[cost] / E0 (E0: the initial supernet's), a
+                                     # steady pull towards cheaper networks; a number (ms or G Mult-Adds):
+                                     # loss += lambda * max(E[cost] / budget - 1, 0), only over the budget
     order_weight: 1.0                # weight of the sorted-sparsestmax ordering penalty
     r_network: [0.0, 0.5]            # sparsestmax radius of the output weights, start -> end, as a
                                      # fraction of the vertex distance (linear over the search epochs)
@@ -264,6 +266,12 @@ class TrilevelSearch:
         with torch.no_grad():
             return self.teacher(lr).clamp(0, 1)
 
+    def efficiency_term(self, cost: torch.Tensor) -> torch.Tensor:
+        """``E/E0`` without a budget, ``max(E/budget - 1, 0)`` with one (see the config's fields)."""
+        if self.cfg.efficiency_budget is None:
+            return cost / self.budget
+        return torch.relu(cost / self.budget - 1.0)
+
     def _task_loss(self, sr: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = self.cfg.content_weight * F.l1_loss(sr, target)
         if self.perceptual is not None:
@@ -328,7 +336,7 @@ class TrilevelSearch:
                 a_loss = a_loss + cfg.order_weight * order
                 if self.cost is not None:
                     cost = self.net.expected_cost(self.cost)
-                    a_loss = a_loss + cfg.efficiency_weight * cost / self.budget
+                    a_loss = a_loss + cfg.efficiency_weight * self.efficiency_term(cost)
                 a_loss.backward()
                 self.opt_a.step()
             self.step += 1
