@@ -112,16 +112,27 @@ class SkeletonPart:
         return 1 if self.per == "network" else len(genotype.leaves) - 1
 
 
+def head_part(n: int, h: int, w: int) -> SkeletonPart:
+    """Mean shift + the 3x3 head conv 3 -> n on an h x w input (the trilevel networks' head too)."""
+    return SkeletonPart("head", f"skeleton.head_c3_n{n}_{h}x{w}", f"mean shift + head conv3 3->{n}",
+                        lambda: nn.Sequential(make_sub_mean(), make_head(n)), 3, (h, w),
+                        MeanShift.mult_adds(h, w) + conv_macs(3, n, 3, h, w))
+
+
+def add_part(n: int, h: int, w: int) -> SkeletonPart:
+    """One ADD of two n-channel maps, cut out of a two-input graph: the cell's leaf sum (and a
+    trilevel cell's residual ADD)."""
+    return SkeletonPart("leaf_add", f"skeleton.add_n{n}_{h}x{w}", f"leaf-sum ADD, {n} ch (one per extra leaf)",
+                        LeafSum, n, (h, w), sum_macs(n, h, w), per="extra leaf", op="ADD")
+
+
 def skeleton_parts(scale: int = 4, n_feats: int = 16, input_size=(180, 320)) -> list[SkeletonPart]:
     """The fixed parts of a ``CellSR(genotype, scale, n_feats)`` on an ``input_size`` input, in network order."""
     n = int(n_feats)
     h, w = (int(v) for v in input_size)
     parts = [
-        SkeletonPart("head", f"skeleton.head_c3_n{n}_{h}x{w}", f"mean shift + head conv3 3->{n}",
-                     lambda: nn.Sequential(make_sub_mean(), make_head(n)), 3, (h, w),
-                     MeanShift.mult_adds(h, w) + conv_macs(3, n, 3, h, w)),
-        SkeletonPart("leaf_add", f"skeleton.add_n{n}_{h}x{w}", f"leaf-sum ADD, {n} ch (one per extra leaf)",
-                     LeafSum, n, (h, w), sum_macs(n, h, w), per="extra leaf", op="ADD"),
+        head_part(n, h, w),
+        add_part(n, h, w),
         SkeletonPart("cell_act", f"skeleton.prelu_n{n}_{h}x{w}", f"cell-output PReLU, {n} ch", make_cell_act, n,
                      (h, w), prelu_macs(n, h, w)),
     ]

@@ -39,6 +39,7 @@ from ..genotype import CellNode
 from ..ops import OPS, conv_macs, prelu_macs, sum_macs
 from .blocks import MeanShift, num_x2_steps
 from .registry import register_family, register_model
+from . import tpsr
 from .tpsr import OUT_CHANNELS, make_add_mean, make_head, make_sub_mean
 
 BACKBONES = ("A", "B")
@@ -287,11 +288,13 @@ class TriPart:
     op: str | None = None  # when set, the entry times only this TFLite operator of make()'s graph
 
 
+def _from_skeleton(part, level: str, what: str | None = None) -> TriPart:
+    """A TPSR skeleton part (the same module and latency-table key) as a trilevel part."""
+    return TriPart(part.key, what or part.what, part.make, part.channels, part.size, part.mult_adds, level, part.op)
+
+
 def head_part(n: int, h: int, w: int) -> TriPart:
-    # the same module and key as the TPSR skeleton's head
-    return TriPart(f"skeleton.head_c3_n{n}_{h}x{w}", f"mean shift + head conv3 3->{n}",
-                   lambda: nn.Sequential(make_sub_mean(), make_head(n)), 3, (h, w),
-                   MeanShift.mult_adds(h, w) + conv_macs(3, n, 3, h, w), "network")
+    return _from_skeleton(tpsr.head_part(n, h, w), "network")
 
 
 def node_part(node: TriNode, n: int, h: int, w: int) -> TriPart | None:
@@ -302,11 +305,8 @@ def node_part(node: TriNode, n: int, h: int, w: int) -> TriPart | None:
 
 
 def cell_add_part(n: int, h: int, w: int) -> TriPart:
-    from .tpsr import LeafSum
-
-    # the cell's outer residual ADD: cut out of a two-input graph, like the TPSR leaf sum
-    return TriPart(f"skeleton.add_n{n}_{h}x{w}", f"cell residual ADD, {n} ch", LeafSum, n, (h, w),
-                   sum_macs(n, h, w), "cell", op="ADD")
+    """The cell's outer residual ADD: the TPSR leaf-sum ADD's entry."""
+    return _from_skeleton(tpsr.add_part(n, h, w), "cell", f"cell residual ADD, {n} ch")
 
 
 def up_part(n: int, h: int, w: int) -> TriPart:

@@ -508,6 +508,25 @@ class LatencyTable:
     """A loaded latency table with everything :meth:`predict` needs precomputed."""
 
     def __init__(self, data: dict, source: str = ""):
+        self._read_header(data, source)
+        self.parts = skeleton_parts(self.n, self.h, self.w, self.scale)
+        missing = [p.key for p in self.parts if p.key not in self.entries]
+        if missing:
+            raise ValueError(f"{source or 'profile'}: skeleton entries missing: {', '.join(missing)}")
+        self.raw_op_ms = {name: self.entries[spec.latency_key(self.n, self.h, self.w)] for name, spec in OPS.items()
+                          if spec.latency_key(self.n, self.h, self.w) in self.entries}
+        (self.leaf_add,) = [p for p in self.parts if p.per == "extra leaf"]
+        self.skeleton_ms = sum(self.entries[p.key] for p in self.parts if p.per == "network")
+        cal = data.get("calibration") or {}
+        self.op_scale = float(cal.get("op_scale", 1.0))
+        self.network_ms = float(cal.get("network_ms", 0.0))
+        # predict() is a pure sum over these (calibration folded in)
+        self.op_ms = {k: v * self.op_scale for k, v in self.raw_op_ms.items()}
+        self.add_ms = self.entries[self.leaf_add.key] * self.op_scale
+        self.base_ms = self.overhead_ms + self.skeleton_ms + self.network_ms
+
+    def _read_header(self, data: dict, source: str) -> None:
+        """What every table has: format, space, size, scale, width, clock, entries and overhead."""
         if data.get("format") not in READABLE_FORMATS:
             raise ValueError(f"{source or 'profile'}: not a latency table ({' or '.join(READABLE_FORMATS)}; "
                              f"format: {data.get('format')!r})")
@@ -518,22 +537,7 @@ class LatencyTable:
         self.scale = int(data["scale"])
         self.clock = data.get("clock", "wall")
         self.entries = {k: float(v["median_ms"]) for k, v in data["entries"].items()}
-        self.parts = skeleton_parts(self.n, self.h, self.w, self.scale)
-        missing = [p.key for p in self.parts if p.key not in self.entries]
-        if missing:
-            raise ValueError(f"{source or 'profile'}: skeleton entries missing: {', '.join(missing)}")
-        self.raw_op_ms = {name: self.entries[spec.latency_key(self.n, self.h, self.w)] for name, spec in OPS.items()
-                          if spec.latency_key(self.n, self.h, self.w) in self.entries}
-        (self.leaf_add,) = [p for p in self.parts if p.per == "extra leaf"]
         self.overhead_ms = float(data.get("overhead", {}).get("ms", 0.0))
-        self.skeleton_ms = sum(self.entries[p.key] for p in self.parts if p.per == "network")
-        cal = data.get("calibration") or {}
-        self.op_scale = float(cal.get("op_scale", 1.0))
-        self.network_ms = float(cal.get("network_ms", 0.0))
-        # predict() is a pure sum over these (calibration folded in)
-        self.op_ms = {k: v * self.op_scale for k, v in self.raw_op_ms.items()}
-        self.add_ms = self.entries[self.leaf_add.key] * self.op_scale
-        self.base_ms = self.overhead_ms + self.skeleton_ms + self.network_ms
 
     @classmethod
     def load(cls, path) -> "LatencyTable":
@@ -619,15 +623,9 @@ class TrilevelTable(LatencyTable):
     the overhead plus the entries of its parts (:func:`tinysr.models.trilevel.network_parts`); no calibration."""
 
     def __init__(self, data: dict, source: str = ""):
-        if data.get("format") not in READABLE_FORMATS or data.get("space") != "trilevel":
+        self._read_header(data, source)
+        if self.space != "trilevel":
             raise ValueError(f"{source or 'profile'}: not a latency table of the trilevel space")
-        self.data, self.source, self.space = data, source, "trilevel"
-        self.n = int(data["n_feats"])
-        self.h, self.w = (int(v) for v in data["input_size"])
-        self.scale = int(data["scale"])
-        self.clock = data.get("clock", "wall")
-        self.entries = {k: float(v["median_ms"]) for k, v in data["entries"].items()}
-        self.overhead_ms = float(data.get("overhead", {}).get("ms", 0.0))
         self.op_scale, self.network_ms = 1.0, 0.0
 
     def entry(self, key: str) -> float:

@@ -190,14 +190,10 @@ def plot_ops(profile: Profile, png_path, top: int = 20) -> Path:
 
 def save_figure(fig, png_path) -> Path:
     """Lay out and write a matplotlib figure as PNG, atomically."""
-    import io
+    from tinysr.plotting import save_png
 
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    png_path = Path(png_path)
-    write_bytes_atomic(png_path, buf.getvalue())
-    return png_path
+    return save_png(fig, png_path, dpi=110)
 
 
 def _short_label(op: OpRecord, width: int = 48) -> str:

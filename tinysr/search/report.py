@@ -29,7 +29,7 @@ import torch
 from tinysr.checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
 from tinysr.genotype import Genotype
 from tinysr.models.discriminators import DiscriminatorGenotype
-from tinysr.imageio import atomic_write
+from tinysr.plotting import pyplot, save_png
 
 from .run_store import (CHECKPOINT_FILE, CHECKPOINT_FORMAT, TrialRecord, open_run, records_sorted,
                         trial_records)
@@ -268,27 +268,12 @@ def format_leaderboard(summary: Mapping, top: int = 10) -> str:
 
 
 # ---------------------------------------------------------------- plots
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, png) -> Path:
-    png = Path(png)
-    atomic_write(png, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    return png
-
-
 def plot_pareto(run_dir_or_summary, png: str | os.PathLike) -> Path:
     """PSNR against latency (one panel per latency target; Mult-Adds when the run has none),
     points coloured by Mult-Adds, the Pareto front as a step line, the budget dashed and the
     reference TPSR cell dotted at its (predicted) latency; written atomically."""
     s = _summary(run_dir_or_summary)
-    plt = _pyplot()
+    plt = pyplot()
     import matplotlib.transforms as mtransforms
 
     axes_names = s.get("pareto_axes") or [MULT_ADDS_AXIS]
@@ -346,17 +331,14 @@ def plot_pareto(run_dir_or_summary, png: str | os.PathLike) -> Path:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
-    try:
-        return _save(fig, png)
-    finally:
-        plt.close(fig)
+    return save_png(fig, png)
 
 
 def plot_reward(run_dir_or_summary, png: str | os.PathLike) -> Path:
     """Reward of every evaluated candidate against its candidate number, the running best, and the
     rejected candidates as ticks along the bottom (PSNR when the run records no reward); atomic PNG."""
     s = _summary(run_dir_or_summary)
-    plt = _pyplot()
+    plt = pyplot()
     import matplotlib.transforms as mtransforms
     from matplotlib.ticker import MaxNLocator
 
@@ -387,10 +369,7 @@ def plot_reward(run_dir_or_summary, png: str | os.PathLike) -> Path:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    try:
-        return _save(fig, png)
-    finally:
-        plt.close(fig)
+    return save_png(fig, png)
 
 
 # ---------------------------------------------------------------- export

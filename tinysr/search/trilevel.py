@@ -60,6 +60,7 @@ import torch
 import torch.nn.functional as F
 
 from tinysr.imageio import atomic_write
+from tinysr.plotting import pyplot, save_png
 from tinysr.train.config import from_mapping
 
 from .config import read_mapping
@@ -181,32 +182,28 @@ class TrilevelSearch:
         self.cfg, self.progress = cfg, progress
         self.run = Path(cfg.run_dir)
         run_file = self.run / "run.json"
-        if resume:
-            if not run_file.is_file():
-                raise FileNotFoundError(f"{self.run}: no trilevel run to resume (no run.json); drop --resume to start it")
-            rec = json.loads(run_file.read_text())
-            if rec.get("format") != RUN_FORMAT:
-                raise ValueError(f"{run_file}: not a trilevel search run (format {rec.get('format')!r})")
-            theirs = {k: v for k, v in rec["config"].items() if k not in RUNTIME_FIELDS}
-            diff = sorted(k for k in set(theirs) | set(cfg.identity()) if theirs.get(k) != cfg.identity().get(k))
-            if diff:
-                raise ValueError(f"{self.run} was started with another config ({', '.join(diff)} differ): "
-                                 "resume with the same config or use another run_dir")
-        elif run_file.exists():
+        rec = self._resumable(run_file) if resume else None
+        if not resume and run_file.exists():
             raise FileExistsError(f"{self.run} already holds a trilevel run: --resume it or choose another run_dir")
         torch.set_num_threads(cfg.threads)
         self.data = ProxyData.load(cfg.proxy, progress=progress)
+        fingerprint = self.data.fingerprint()
+        if rec is not None and rec.get("data") != fingerprint:
+            raise ValueError(f"{self.run}: the training images or their split changed since the run started")
         self.table = None
         if cfg.efficiency == "latency":
             from tinysr.profile.lut import LatencyTable
 
             self.table = LatencyTable.load(cfg.profile)
-            if getattr(self.table, "space", "tpsr") != "trilevel":
+            if self.table.space != "trilevel":
                 raise ValueError(f"{cfg.profile}: a latency table of the {self.table.space} space; the trilevel "
                                  "search needs one built with tinysr lut build --space trilevel")
         spec = cfg.space()
-        self.cost = CostModel(spec, tuple(cfg.input_size), self.table) if cfg.efficiency != "none" else None
-        self.flops = CostModel(spec, tuple(cfg.input_size), None)
+        self.flops = CostModel(spec, tuple(cfg.input_size), None)  # Mult-Adds, recorded in every case
+        if cfg.efficiency == "flops":
+            self.cost = self.flops
+        else:  # latency: the table's milliseconds; none: no efficiency term
+            self.cost = CostModel(spec, tuple(cfg.input_size), self.table) if self.table is not None else None
         torch.manual_seed(cfg.seed)
         self.net = Supernet(spec)
         self.teacher = self._teacher()
@@ -221,8 +218,6 @@ class TrilevelSearch:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step, self.history, self.log_rows = 0, [], []
         self.budget = cfg.efficiency_budget
-        if resume and rec.get("data") != self.data.fingerprint():
-            raise ValueError(f"{self.run}: the training images or their split changed since the run started")
         if resume and (self.run / "checkpoint.pt").is_file():
             self._load()
         else:
@@ -232,10 +227,25 @@ class TrilevelSearch:
                     self.budget = float(self.net.expected_cost(self.cost))
         if not resume:
             self.run.mkdir(parents=True, exist_ok=True)
-            record = {"format": RUN_FORMAT, "config": cfg.to_dict(), "data": self.data.fingerprint(),
+            record = {"format": RUN_FORMAT, "config": cfg.to_dict(), "data": fingerprint,
                       "outputs": [list(s) for s in self.net.outputs], "cost_unit": self._unit(),
                       "efficiency_budget": self.budget}
             atomic_write(run_file, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
+
+    def _resumable(self, run_file: Path) -> dict:
+        """The run record of the run to resume, checked against this config (one-line errors)."""
+        if not run_file.is_file():
+            raise FileNotFoundError(f"{self.run}: no trilevel run to resume (no run.json); drop --resume to start it")
+        rec = json.loads(run_file.read_text())
+        if rec.get("format") != RUN_FORMAT:
+            raise ValueError(f"{run_file}: not a trilevel search run (format {rec.get('format')!r})")
+        ours = self.cfg.identity()
+        theirs = {k: v for k, v in rec["config"].items() if k not in RUNTIME_FIELDS}
+        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        if diff:
+            raise ValueError(f"{self.run} was started with another config ({', '.join(diff)} differ): "
+                             "resume with the same config or use another run_dir")
+        return rec
 
     def _unit(self) -> str | None:
         return None if self.cost is None else self.cost.unit
@@ -453,25 +463,10 @@ def format_run(run_dir) -> str:
 
 
 # ------------------------------------------------------------------------------ plots
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, png: Path) -> Path:
-    atomic_write(png, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    _pyplot().close(fig)
-    return png
-
-
 def plot_arch_weights(history: list, png) -> Path:
     """Architecture weights over the epochs: the output (network-level) weights, and the operation
     and width weights of every node on the last derived path."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     last = history[-1]
     ops = last["ops"]
@@ -503,7 +498,7 @@ def plot_arch_weights(history: list, png) -> Path:
     ax.set(title="kernel level: probability of the chosen width", xlabel="epoch", ylabel="probability", ylim=(0, 1.05))
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, Path(png))
+    return save_png(fig, png)
 
 
 def _path_cells(snapshot: dict) -> list:
@@ -520,7 +515,7 @@ def plot_derived(result: dict, png) -> Path:
     """The derived network as a chain of boxes (head, cells with their nodes, upsampling steps, tail)."""
     from tinysr.models.trilevel import UP, TrilevelGenotype
 
-    plt = _pyplot()
+    plt = pyplot()
     g = TrilevelGenotype.parse(result["genotype"])
     boxes = [("head\nconv3 3->%d" % result["n_feats"], "#cfd8dc")]
     for step in g.path:
@@ -545,4 +540,4 @@ def plot_derived(result: dict, png) -> Path:
     ax.set_ylim(-0.2, 1.8)
     ax.axis("off")
     fig.tight_layout()
-    return _save(fig, Path(png))
+    return save_png(fig, png)

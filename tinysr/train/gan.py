@@ -291,11 +291,9 @@ def plot_gan_curves(log_path: Path, png: Path) -> None:
     """Losses of both networks, the discriminator's outputs, and validation LPIPS / PSNR over steps."""
     import csv
 
-    import matplotlib
+    from ..plotting import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = list(csv.DictReader(open(log_path)))
     steps = [int(r["step"]) for r in rows]
     col = lambda k: [float(r[k]) for r in rows]  # noqa: E731
@@ -321,5 +319,4 @@ def plot_gan_curves(log_path: Path, png: Path) -> None:
         twin.plot(vs, [float(r["val_psnr"]) for r in val], color="grey", linestyle="--", marker=".")
         twin.set_ylabel("Y-PSNR (dB), dashed")
     fig.tight_layout()
-    atomic_write(png, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    plt.close(fig)
+    save_png(fig, png)

@@ -249,11 +249,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
 
 
 def plot_curves(log_path: Path, png: Path):
-    import matplotlib
+    from ..plotting import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = list(csv.DictReader(open(log_path)))
     steps = [int(r["step"]) for r in rows]
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -264,7 +262,4 @@ def plot_curves(log_path: Path, png: Path):
         ax[1].plot(*zip(*v), marker="o")
     ax[1].set(xlabel="step", ylabel="Y-PSNR (dB)", title="validation PSNR")
     fig.tight_layout()
-    from ..imageio import atomic_write
-
-    atomic_write(png, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    plt.close(fig)
+    save_png(fig, png)
