@@ -254,6 +254,9 @@ _UNARY = {_aten.relu.default, _aten.relu6.default, _aten.sigmoid.default, _aten.
 _BINARY = {_aten.add.Tensor, _aten.sub.Tensor, _aten.mul.Tensor, _aten.div.Tensor, _aten.add.Scalar,
            _aten.sub.Scalar, _aten.mul.Scalar, _aten.div.Scalar, _aten.maximum.default, _aten.minimum.default,
            _aten.rsub.Scalar, _aten.rsub.Tensor}
+# Element-wise ops with scalar arguments only: they commute with a permutation of the channels.
+_CHANNELWISE_UNARY = {_aten.relu.default, _aten.relu6.default, _aten.hardtanh.default, _aten.clamp.default,
+                      _aten.sigmoid.default, _aten.tanh.default, _aten.neg.default}
 _REDUCE = {_aten.mean.dim, _aten.sum.dim_IntList, _aten.amax.default, _aten.amin.default}
 
 
@@ -298,14 +301,46 @@ class _NHWCRewriter:
         self.env: dict[fx.Node, Any] = {}
         self._n_consts = 0
         self.ops = torch.ops.tinysr_tfl
-        # PixelShuffle inputs produced by a convolution used only there: permute that convolution.
+        # PixelShuffle inputs computed only for it from convolutions through channel-wise ops (the
+        # anchor residual's ADD, a clip): permute those convolutions' output channels, so that no
+        # GATHER is needed before DEPTH_TO_SPACE.
         self.shuffle_perm: dict[fx.Node, list[int]] = {}
+        self.permuted: set[fx.Node] = set()  # channel-wise nodes whose output is in DEPTH_TO_SPACE order
         for node in ep.graph.nodes:
             if node.op == "call_function" and node.target == _aten.pixel_shuffle.default:
                 src = node.args[0]
-                if (isinstance(src, fx.Node) and src.target == _aten.conv2d.default and len(src.users) == 1
-                        and (len(src.args) < 7 or src.args[6] == 1)):
-                    self.shuffle_perm[src] = _shuffle_perm(src.meta["val"].shape[1], int(node.args[1]))
+                convs, inner = self._permutable(src)
+                if convs is not None:
+                    perm = _shuffle_perm(src.meta["val"].shape[1], int(node.args[1]))
+                    self.shuffle_perm.update({c: perm for c in convs})
+                    self.permuted.update(inner)
+
+    @staticmethod
+    def _permutable(src) -> tuple[list[fx.Node] | None, list[fx.Node]]:
+        """The convolutions (and channel-wise nodes between) whose output channels can be permuted so that
+        ``src`` comes out permuted: every path back from ``src`` through single-user scalar element-wise ops
+        and tensor-tensor ADD/SUB ends in an ungrouped convolution used only there."""
+        convs: list[fx.Node] = []
+        inner: list[fx.Node] = []
+        stack = [src]
+        while stack:
+            n = stack.pop()
+            if not isinstance(n, fx.Node) or len(n.users) != 1:
+                return None, []
+            if n.target == _aten.conv2d.default:
+                if len(n.args) >= 7 and n.args[6] != 1:
+                    return None, []
+                convs.append(n)
+            elif n.target in _CHANNELWISE_UNARY:
+                inner.append(n)
+                stack.append(n.args[0])
+            elif n.target in (_aten.add.Tensor, _aten.sub.Tensor) and len(n.args) == 2 \
+                    and all(isinstance(a, fx.Node) for a in n.args) and len(n.kwargs) == 0:
+                inner.append(n)
+                stack.extend(n.args)
+            else:
+                return None, []
+        return convs, inner
 
     # -- helpers --------------------------------------------------------------------------
     def const_node(self, t: torch.Tensor) -> fx.Node:
@@ -434,6 +469,50 @@ class _NHWCRewriter:
         wn = self.const_node(w.permute(0, 2, 3, 1))  # OHWI
         return self.graph.call_function(self.ops.conv_2d.default, (x, wn, self.const_node(b), *common))
 
+    def conv_transpose2d(self, node, x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+        """A transposed convolution whose output is exactly ``stride`` times its input, as the equivalent
+        sub-pixel convolution (Shi et al. 2016): a stride-1 convolution to ``stride**2`` times the output
+        channels, then DEPTH_TO_SPACE. Output phase r of each dimension reads input offset d through
+        kernel tap ``stride * (c_r - d) + rho_r`` (c_r, rho_r: quotient and remainder of r + padding)."""
+        x = self.operand(x, node, "the input")
+        if not isinstance(w, torch.Tensor) or (b is not None and not isinstance(b, torch.Tensor)):
+            raise self.fail(node, "has weights computed at run time")
+        (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+        _, _, ih, iw = node.args[0].meta["val"].shape
+        _, _, oh, ow = node.meta["val"].shape
+        if groups != 1 or (dh, dw) != (1, 1) or sh != sw or (oh, ow) != (ih * sh, iw * sw):
+            raise self.fail(node, "is not an ungrouped, undilated transposed convolution whose output is "
+                                  "stride x its input")
+        s = sh
+        cin, cout, kh, kw = w.shape
+
+        def taps(k, p):
+            """Per output phase r: {input offset d: kernel tap}; and the offset range."""
+            per = [{(r + p) // s - m: s * m + (r + p) % s for m in range(k) if s * m + (r + p) % s < k}
+                   for r in range(s)]
+            ds = [d for t in per for d in t]
+            return per, min(ds), max(ds)
+
+        (th, lo_h, hi_h), (tw, lo_w, hi_w) = taps(kh, ph), taps(kw, pw)
+        if lo_h > 0 or hi_h < 0 or lo_w > 0 or hi_w < 0:
+            raise self.fail(node, "has a padding this rewrite does not cover")
+        wc = torch.zeros(cout, s, s, cin, hi_h - lo_h + 1, hi_w - lo_w + 1, dtype=w.dtype)
+        for rh in range(s):
+            for rw in range(s):
+                for d_h, t_h in th[rh].items():
+                    for d_w, t_w in tw[rw].items():
+                        wc[:, rh, rw, :, d_h - lo_h, d_w - lo_w] = w[:, :, t_h, t_w].t()
+        wc = wc.reshape(cout * s * s, cin, *wc.shape[-2:])  # PixelShuffle (CRR) channel order
+        bc = (torch.zeros(cout, dtype=w.dtype) if b is None else b).repeat_interleave(s * s)
+        perm = _shuffle_perm(cout * s * s, s)
+        wc, bc = wc[perm], bc[perm]
+        if lo_h or hi_h or lo_w or hi_w:
+            x = self.graph.call_function(self.ops.pad.default, (x, [-lo_h, hi_h, -lo_w, hi_w]))
+        y = self.graph.call_function(self.ops.conv_2d.default,
+                                     (x, self.const_node(wc.permute(0, 2, 3, 1)), self.const_node(bc),
+                                      1, 1, 1, 1, "VALID"))
+        return self.graph.call_function(self.ops.depth_to_space.default, (y, s))
+
     def prelu(self, node, x, w):
         x = self.operand(x, node, "the input")
         if not isinstance(w, torch.Tensor):
@@ -449,7 +528,7 @@ class _NHWCRewriter:
 
     def pixel_shuffle(self, node, x, r):
         src = node.args[0]
-        if src not in self.shuffle_perm:
+        if src not in self.shuffle_perm and src not in self.permuted:
             x = self.graph.call_function(self.ops.gather_channels.default,
                                          (x, _shuffle_perm(src.meta["val"].shape[1], int(r))))
         return self.graph.call_function(self.ops.depth_to_space.default, (x, int(r)))
@@ -478,6 +557,7 @@ def _find_nodes(tree) -> list[fx.Node]:
 
 _HANDLERS: dict[Any, Callable] = {
     _aten.conv2d.default: _NHWCRewriter.conv2d,
+    _aten.conv_transpose2d.input: _NHWCRewriter.conv_transpose2d,
     _aten.prelu.default: _NHWCRewriter.prelu,
     _aten._prelu_kernel.default: _NHWCRewriter.prelu,
     _aten.leaky_relu.default: _NHWCRewriter.leaky_relu,
