@@ -1,23 +1,30 @@
 """``tinysr android-demo prepare`` and the contract with the Android app (android_demo/).
 
-The app cannot be built here; what its Kotlin reader and tile planner must agree with is checked
-from this side: the prepared cards against ``android_demo/contract/card_contract.json`` (the file the
-app reads), and two fixtures the Kotlin unit tests read, regenerated here from the Python code
-(``TINYSR_UPDATE_FIXTURES=1`` rewrites them): the tile plans of ``tinysr.upscale`` and the app's
-message for each kind of broken card.
+The app cannot be built here (no Android SDK); what its Kotlin reader, tile planner and tensor codec
+must agree with is checked from this side: the prepared cards against
+``android_demo/contract/card_contract.json`` (the file the app reads), and three fixtures the Kotlin
+unit tests read, regenerated here from the Python code (``TINYSR_UPDATE_FIXTURES=1`` rewrites them):
+the tile plans of ``tinysr.upscale``, the app's message for each kind of broken card, and the codec's
+golden tensors. Then the Kotlin unit tests themselves (``app/src/test`` on the Android-free classes of
+``model/``) are compiled with kotlinc and run with JUnit on the JVM, with the pinned toolchain that
+``android_demo/jvm-tests/setup.sh`` installs.
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
+import re
 import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import ROOT
-from tinysr.android_demo import AppCardError, field_problem, load_contract, prepare, read_app_card
+from tinysr.android_demo import AppCardError, codec_io, field_problem, load_contract, prepare, read_app_card
 from tinysr.cli.main import build_parser, main
 from tinysr.export import card as cards
 from tinysr.upscale import upscale_array
@@ -287,3 +294,126 @@ def test_a_failed_prepare_keeps_the_apps_model(tmp_path, capsys):
 def test_prepare_refuses_a_folder_that_is_not_the_app(tmp_path, capsys):
     assert main(["android-demo", "prepare", "--model", "tpsr_x4", "--app", str(tmp_path)]) == 2
     assert "not the android_demo app module" in capsys.readouterr().err
+
+
+def _golden_case(name, layout, scale, window, inp, out, output_tensor):
+    h, w = window
+    i = np.arange(h * w)
+    pixels = np.stack([i % 256, 255 - i % 256, (i * 91) % 256], axis=1).astype(np.uint8).reshape(h, w, 3)
+    shape = (lambda hh, ww: [1, hh, ww, 3] if layout == "nhwc" else [1, 3, hh, ww])
+    card = {"artifact": "golden.tflite", "layout": layout, "scale": scale,
+            "input": dict(inp, shape=shape(h, w)), "output": dict(out, shape=shape(h * scale, w * scale))}
+    tensor = output_tensor(int(np.prod(card["output"]["shape"])))
+    tensor = tensor.reshape(card["output"]["shape"]).astype(np.int8 if out["dtype"] == "int8" else np.float32)
+    feed, sr = codec_io(card, pixels, tensor)
+    return dict(card, name=name, pixels=pixels.reshape(-1, 3).tolist(), input_tensor=feed.reshape(-1).tolist(),
+                output_tensor=tensor.reshape(-1).tolist(), output_pixels=sr.reshape(-1, 3).tolist())
+
+
+def _codec_golden():
+    def q(scale, zero):
+        return {"scale": scale, "zero_point": zero}
+
+    every_int8 = (lambda n: (np.arange(n) * 53) % 256 - 128)  # each of the 256 values, shuffled
+    near_edges = (lambda n: (np.arange(n) % 300 - 20) / 256.0 + np.tile([0.0, 0.5 / 255, -0.5 / 255, 1e-7], n)[:n])
+    cases = [
+        _golden_case("int8 nhwc 0..1 (the exported tpsr_x4's parameters)", "nhwc", 1, (16, 16),
+                     {"dtype": "int8", "range": [0.0, 1.0], "quantization": q(0.003921568859368563, -128)},
+                     {"dtype": "int8", "range": [0.0, 1.0], "quantization": q(0.004468172322958708, -121)},
+                     every_int8),
+        _golden_case("int8 nchw -1..1, x2 (ties at every input value)", "nchw", 2, (16, 16),
+                     {"dtype": "int8", "range": [-1.0, 1.0], "quantization": q(0.007843137718737125, 0)},
+                     {"dtype": "int8", "range": [-1.0, 1.0], "quantization": q(0.0091, 3)}, every_int8),
+        _golden_case("int8 nhwc 0..255", "nhwc", 1, (16, 16),
+                     {"dtype": "int8", "range": [0.0, 255.0], "quantization": q(1.0, -128)},
+                     {"dtype": "int8", "range": [0.0, 255.0], "quantization": q(1.0, -128)}, every_int8),
+        _golden_case("float32 nhwc 0..1, x2", "nhwc", 2, (8, 8),
+                     {"dtype": "float32", "range": [0.0, 1.0], "quantization": None},
+                     {"dtype": "float32", "range": [0.0, 1.0], "quantization": None}, near_edges),
+    ]
+    return {"about": "pixels in, the model's input tensor out; a model output tensor in, 8-bit pixels out: "
+                     "tinysr.android_demo.codec_io (the LiteRT runner's I/O and tinysr.imageio.quantize), by "
+                     "tests/test_android_demo.py; pixels and tensors are flat, in the case's layout",
+            "cases": cases}
+
+
+def test_codec_golden_fixture_matches_tinysrs_runner_io():
+    golden = _codec_golden()
+    path = TEST_RESOURCES / "codec_golden.json"
+    text = "{\"about\": " + json.dumps(golden["about"]) + ",\n \"cases\": [\n" + ",\n".join(
+        json.dumps(c, separators=(",", ":")) for c in golden["cases"]) + "\n]}\n"
+    if os.environ.get("TINYSR_UPDATE_FIXTURES"):
+        path.write_text(text)
+    assert path.is_file(), f"{path} missing: run with TINYSR_UPDATE_FIXTURES=1"
+    assert json.loads(path.read_text()) == json.loads(text), f"{path} is stale: run with TINYSR_UPDATE_FIXTURES=1"
+    first = golden["cases"][0]
+    # the SAMPLE_CARD's int8 parameters: a grey of 128 is 0 after the zero point of -128
+    assert first["input_tensor"][128 * 3] == 0 and first["input_tensor"][0] == -128
+    assert len({v for c in golden["cases"][:3] for v in c["output_tensor"]}) == 256
+
+
+def test_codec_io_quantizes_as_the_litert_runner():
+    card = {"artifact": "m.tflite", "layout": "nchw", "scale": 1,
+            "input": {"shape": [1, 3, 1, 2], "dtype": "int8", "range": [0.0, 1.0], "quantization": {"scale": 0.5, "zero_point": 1}},
+            "output": {"shape": [1, 3, 1, 2], "dtype": "int8", "range": [0.0, 1.0], "quantization": {"scale": 0.5, "zero_point": 1}}}
+    feed, out = codec_io(card, np.array([[[0, 255, 128], [255, 0, 64]]], np.uint8), np.array([[[[1, 3]], [[2, 2]], [[0, 1]]]], np.int8))
+    assert feed.dtype == np.int8 and feed[0, :, 0, 0].tolist() == [1, 3, 2]  # 128/255 / 0.5 = 1.004 -> 1, + 1
+    assert out.tolist() == [[[0, 128, 0], [255, 128, 0]]]
+
+
+# The Kotlin unit tests on the JVM ------------------------------------------------------------------
+
+ANDROID_DEMO = ROOT / "android_demo"
+MODEL_SOURCES = APP / "src" / "main" / "java" / "dev" / "tinysr" / "demo" / "model"
+TEST_SOURCES = APP / "src" / "test" / "java"
+TOOLCHAIN = Path(os.environ.get("TINYSR_JVM_TOOLCHAIN")
+                 or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tinysr" / "jvm-toolchain")
+SETUP = "android_demo/jvm-tests/setup.sh"
+
+
+def _jvm_toolchain() -> tuple[Path, list[Path]]:
+    """kotlinc and the test classpath's JARs, installed by setup.sh; skip (fail on CI) without them."""
+    kotlinc = TOOLCHAIN / "kotlinc" / "bin" / "kotlinc"
+    jars = sorted((TOOLCHAIN / "lib").glob("*.jar"))
+    if not (TOOLCHAIN / "VERSIONS").is_file() or not kotlinc.is_file() or shutil.which("java") is None:
+        reason = f"the Android demo's JVM test toolchain is not installed in {TOOLCHAIN}: run bash {SETUP}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return kotlinc, jars + [TOOLCHAIN / "kotlinc" / "lib" / "kotlin-stdlib.jar"]
+
+
+def _kotlin_sources() -> list[Path]:
+    return sorted(MODEL_SOURCES.glob("*.kt")) + sorted(TEST_SOURCES.rglob("*.kt"))
+
+
+def test_model_classes_are_free_of_android():
+    for src in sorted(MODEL_SOURCES.glob("*.kt")):
+        imports = re.findall(r"^import\s+(\S+)", src.read_text(), re.M)
+        assert not [i for i in imports if i.startswith(("android.", "androidx.", "com.google."))], src.name
+
+
+def test_kotlin_unit_tests_pass_on_the_jvm():
+    """app/src/test/**.kt on model/*.kt: compiled with kotlinc (cached by the sources' hash) and run with JUnit."""
+    kotlinc, jars = _jvm_toolchain()
+    sources = _kotlin_sources()
+    key = hashlib.sha256((TOOLCHAIN / "VERSIONS").read_bytes())
+    for src in sources:
+        key.update(str(src.relative_to(APP)).encode() + b"\0" + src.read_bytes() + b"\0")
+    build = TOOLCHAIN / "build"
+    classes = build / key.hexdigest()[:20]
+    if not (classes / ".complete").is_file():
+        if build.is_dir():
+            shutil.rmtree(build)  # one cached build: that of the current sources
+        done = subprocess.run([str(kotlinc), "-jvm-target", "17", "-nowarn", "-cp", os.pathsep.join(map(str, jars)),
+                               "-d", str(classes), *map(str, sources)], capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, f"kotlinc failed:\n{done.stdout}\n{done.stderr}"
+        (classes / ".complete").write_text("")
+    tests = [".".join(p.relative_to(TEST_SOURCES).with_suffix("").parts) for p in sorted(TEST_SOURCES.rglob("*Test.kt"))]
+    classpath = [classes, APP / "src" / "test" / "resources", ANDROID_DEMO / "contract", *jars]
+    run = subprocess.run(["java", "-Xshare:auto", "-cp", os.pathsep.join(map(str, classpath)),
+                          "org.junit.runner.JUnitCore", *tests], capture_output=True, text=True, timeout=300)
+    report = run.stdout + run.stderr
+    assert run.returncode == 0 and re.search(r"^OK \((\d+) tests?\)", report, re.M), report
+    ran = int(re.search(r"^OK \((\d+) tests?\)", report, re.M).group(1))
+    assert ran >= 9 and len(tests) >= 4, report

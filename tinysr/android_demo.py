@@ -139,6 +139,31 @@ def read_app_card(models_dir: str | Path, contract: dict) -> dict:
     return card
 
 
+def codec_io(card: dict, pixels, output) -> tuple:
+    """What tinysr feeds a model with ``card`` for ``pixels`` and makes of its ``output``, as the app's
+    ``TensorCodec`` must: ``pixels`` is the input window (H x W x 3 uint8), read as ``tinysr.imageio``
+    reads an 8-bit image; ``output`` is the model's output tensor (the card's dtype and layout).
+    Returns (the input tensor, the output as uint8 sH x sW x 3 pixels), through the LiteRT runner's own
+    I/O conversion (value range, layout, int8 quantization with the card's parameters) and
+    ``tinysr.imageio.quantize``, the path of ``tinysr upscale``.
+    """
+    import numpy as np
+
+    from .imageio import quantize
+    from .runtimes import LiteRTRunner
+
+    runner = LiteRTRunner.__new__(LiteRTRunner)  # its I/O conversion, without a model to load
+    runner._setup_io(card, card["input"]["shape"], "nchw", card["input"]["dtype"], Path(card["artifact"]))
+    rgb = np.asarray(pixels, np.uint8).astype(np.float32) / 255.0
+    feed = runner._to_input(np.ascontiguousarray(rgb.transpose(2, 0, 1)[None]))
+    no_params = (0.0, 0)  # the card's parameters are used; the interpreter's would be the fallback
+    if card["input"]["dtype"] == "int8":
+        feed = runner._quant(feed, {"dtype": np.int8, "quantization": no_params})
+    output = np.asarray(output)
+    sr = runner._from_output(runner._dequant(output, {"dtype": output.dtype.type, "quantization": no_params}))
+    return feed, quantize(np.clip(sr[0].transpose(1, 2, 0), 0.0, 1.0))
+
+
 def export_options(precision: str, input_size=None, int8_io: bool | None = None, calib: str | None = None,
                    preset: str | None = None):
     """The export options of ``prepare``: the ``tflite-PRECISION`` preset (or ``preset``) with the overrides."""

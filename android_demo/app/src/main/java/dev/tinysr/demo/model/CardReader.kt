@@ -36,11 +36,7 @@ class CardReader(private val contract: CardContract) {
             )
         }
         val name = cards.single()
-        val card = try {
-            Json.parseToJsonElement(source.read(name))
-        } catch (e: SerializationException) {
-            throw CardException(contract.message("bad_json", "file" to name))
-        }
+        val card = parseStrict(source.read(name)) ?: throw CardException(contract.message("bad_json", "file" to name))
         val found = (card as? JsonObject)?.get("format") ?: JsonNull
         if (found != JsonPrimitive(contract.cardFormat)) {
             throw CardException(
@@ -86,6 +82,46 @@ class CardReader(private val contract: CardContract) {
     }
 
     companion object {
+        /**
+         * [text] as JSON, or null where Python's `json.loads` (with NaN / Infinity refused, as the
+         * Python reader does) would reject it. kotlinx-serialization's parser takes any unquoted
+         * literal (`NaN`, `Infinity`, `01`, `abc`) and raw control characters inside strings, so both
+         * are checked here.
+         */
+        fun parseStrict(text: String): JsonElement? {
+            var inString = false
+            var escaped = false
+            for (ch in text) {
+                if (inString) {
+                    when {
+                        escaped -> escaped = false
+                        ch == '\\' -> escaped = true
+                        ch == '"' -> inString = false
+                        ch < ' ' -> return null // a raw control character in a string
+                    }
+                } else if (ch == '"') {
+                    inString = true
+                }
+            }
+            val element = try {
+                Json.parseToJsonElement(text)
+            } catch (e: SerializationException) {
+                return null
+            } catch (e: IllegalArgumentException) {
+                return null
+            }
+            return if (literalsValid(element)) element else null
+        }
+
+        private fun literalsValid(e: JsonElement): Boolean = when (e) {
+            is JsonObject -> e.values.all { literalsValid(it) }
+            is JsonArray -> e.all { literalsValid(it) }
+            JsonNull -> true
+            is JsonPrimitive -> e.isString || e.content == "true" || e.content == "false" || JSON_NUMBER.matches(e.content)
+        }
+
+        private val JSON_NUMBER = Regex("-?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][+-]?[0-9]+)?")
+
         fun typeProblem(value: JsonElement, type: String, where: String): String? {
             var t = type
             if (t.endsWith("?")) {

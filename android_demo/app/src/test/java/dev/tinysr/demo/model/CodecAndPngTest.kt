@@ -25,8 +25,8 @@ class CodecAndPngTest {
         val pixels = IntArray(6) { 0xFF000000.toInt() or (it * 40 shl 16) } // red = 0, 40, ...
         val out = FloatArray(18)
         TensorCodec(c).encodeFloat(pixels, 3, 1, 2, out) // only 1 x 2 of the window is image
-        val red = out.copyOfRange(0, 6).map { Math.round(it * 255) }
-        assertEquals(listOf(0L, 40L, 40L, 0L, 40L, 40L), red)
+        val red = out.copyOfRange(0, 6).map { Math.round(it * 255) } // Math.round(Float): an Int
+        assertEquals(listOf(0, 40, 40, 0, 40, 40), red)
     }
 
     @Test
