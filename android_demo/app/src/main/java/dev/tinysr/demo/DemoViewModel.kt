@@ -16,8 +16,11 @@ import dev.tinysr.demo.engine.UpscaleResult
 import dev.tinysr.demo.engine.Upscaler
 import dev.tinysr.demo.model.CardException
 import kotlinx.coroutines.CancellationException
+import kotlinx.coroutines.CoroutineScope
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.Job
+import kotlinx.coroutines.NonCancellable
+import kotlinx.coroutines.asCoroutineDispatcher
 import kotlinx.coroutines.flow.MutableStateFlow
 import kotlinx.coroutines.flow.StateFlow
 import kotlinx.coroutines.flow.asStateFlow
@@ -25,6 +28,7 @@ import kotlinx.coroutines.flow.update
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.withContext
 import java.io.File
+import java.util.concurrent.Executors
 
 data class Progress(val label: String, val done: Int, val total: Int)
 
@@ -46,8 +50,11 @@ class DemoViewModel(app: Application) : AndroidViewModel(app) {
     private val _state = MutableStateFlow(UiState())
     val state: StateFlow<UiState> = _state.asStateFlow()
     private var engine: SrEngine? = null
-    private var compileMs = 0.0
     private var job: Job? = null
+
+    /** The one thread every engine call runs on (open, run, close): the GPU accelerator's GL context is bound to it. */
+    private val engineExecutor = Executors.newSingleThreadExecutor { r -> Thread(r, "tinysr-engine") }
+    private val engineThread = engineExecutor.asCoroutineDispatcher()
 
     init {
         viewModelScope.launch(Dispatchers.IO) {
@@ -69,20 +76,19 @@ class DemoViewModel(app: Application) : AndroidViewModel(app) {
         val before = _state.value
         val after = change(before)
         if (after.backend != before.backend || after.threads != before.threads) {
-            engine?.close()
+            val old = engine
             engine = null
+            if (old != null) engineExecutor.execute { old.close() } // after any call in flight on that thread
             _state.value = after.copy(engine = null)
         }
     }
 
-    /** The engine for the chosen accelerator, compiled on first use (on the calling background thread). */
+    /** The engine for the chosen accelerator, compiled on first use (call on [engineThread]). */
     private fun engine(): SrEngine {
         engine?.let { return it }
         val s = _state.value
         val model = requireNotNull(s.model)
-        val t0 = System.nanoTime()
         val e = SrEngine.open(getApplication<Application>().assets, model.contract.modelsDir, model.card, s.backend, s.threads)
-        compileMs = (System.nanoTime() - t0) / 1e6
         engine = e
         _state.update { it.copy(engine = e.info) }
         return e
@@ -101,7 +107,7 @@ class DemoViewModel(app: Application) : AndroidViewModel(app) {
 
     fun benchmark(runs: Int) = launchJob("Benchmarking") { report ->
         val e = engine()
-        val result = Benchmark.run(e, compileMs, runs) { done, total -> report(done, total) }
+        val result = Benchmark.run(e, runs) { done, total -> report(done, total) }
         _state.update { it.copy(benchmark = result, benchmarkOn = e.info) }
     }
 
@@ -109,10 +115,10 @@ class DemoViewModel(app: Application) : AndroidViewModel(app) {
         val result = _state.value.result ?: return
         viewModelScope.launch {
             val text = try {
-                withContext(Dispatchers.IO) {
+                val place = withContext(Dispatchers.IO) {
                     GallerySaver.save(getApplication(), result.png, "tinysr_${System.currentTimeMillis()}.png")
                 }
-                "Saved ${result.width}x${result.height} PNG to Pictures/tinysr."
+                "Saved ${result.width}x${result.height} PNG to $place."
             } catch (e: Exception) {
                 "Could not save to the gallery: ${e.message}"
             }
@@ -129,12 +135,17 @@ class DemoViewModel(app: Application) : AndroidViewModel(app) {
     private fun launchJob(label: String, work: suspend (report: (Int, Int) -> Unit) -> Unit) {
         if (job?.isActive == true || _state.value.model == null) return
         _state.update { it.copy(progress = Progress(label, 0, 0), message = null) }
-        job = viewModelScope.launch(Dispatchers.Default) {
+        job = viewModelScope.launch(engineThread) {
             try {
                 work { done, total -> _state.update { it.copy(progress = Progress(label, done, total)) } }
             } catch (e: CancellationException) {
                 _state.update { it.copy(message = "$label cancelled.") }
                 throw e
+            } catch (e: OutOfMemoryError) {
+                val max = Runtime.getRuntime().maxMemory()
+                _state.update {
+                    it.copy(message = "$label ran out of memory (the app may use ${max / 1_000_000} MB). Try a smaller photo.")
+                }
             } catch (e: Exception) {
                 _state.update { it.copy(message = "$label failed: ${e.message ?: e::class.simpleName}") }
             } finally {
@@ -143,9 +154,20 @@ class DemoViewModel(app: Application) : AndroidViewModel(app) {
         }
     }
 
+    /**
+     * The job is cancelled (viewModelScope already is), but the engine thread may be inside the
+     * native run: the engine is closed on that thread once the job has finished, never under it.
+     */
     override fun onCleared() {
-        job?.cancel()
-        engine?.close()
-        File(getApplication<Application>().cacheDir, "upscaled.png").delete()
+        val running = job
+        val e = engine
+        engine = null
+        running?.cancel()
+        CoroutineScope(Dispatchers.Default + NonCancellable).launch {
+            running?.join()
+            withContext(engineThread) { e?.close() }
+            engineThread.close()
+            File(getApplication<Application>().cacheDir, "upscaled.png").delete()
+        }
     }
 }

@@ -2,15 +2,21 @@ package dev.tinysr.demo.engine
 
 import android.content.ContentValues
 import android.content.Context
-import android.net.Uri
 import android.os.Build
 import android.os.Environment
 import android.provider.MediaStore
 import java.io.File
 
-/** Copies the upscaled PNG into the gallery (Pictures/tinysr) through MediaStore, streaming. */
+/**
+ * Copies the upscaled PNG into the gallery through MediaStore, streaming: into Pictures/tinysr from
+ * Android 10 on (RELATIVE_PATH); before it MediaStore has no such column and the picture goes
+ * where the system puts it (Pictures). [save] returns where, for the message.
+ */
 object GallerySaver {
-    fun save(context: Context, png: File, displayName: String): Uri {
+    val FOLDER: String
+        get() = if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.Q) "${Environment.DIRECTORY_PICTURES}/tinysr" else "the gallery (${Environment.DIRECTORY_PICTURES})"
+
+    fun save(context: Context, png: File, displayName: String): String {
         val resolver = context.contentResolver
         val values = ContentValues().apply {
             put(MediaStore.Images.Media.DISPLAY_NAME, displayName)
@@ -36,6 +42,6 @@ object GallerySaver {
             resolver.delete(uri, null, null)
             throw e
         }
-        return uri
+        return FOLDER
     }
 }

@@ -9,21 +9,41 @@ import dev.tinysr.demo.model.TensorCodec
 
 enum class Backend { CPU, GPU }
 
-/** The accelerator asked for, and what runs: [fallback] says why the GPU was given up for the CPU. */
-data class EngineInfo(val asked: Backend, val running: Backend, val threads: Int, val fallback: String?) {
+/**
+ * The accelerator asked for, and what runs: [fallback] says why the GPU was given up for the CPU;
+ * [cpuOps]: ops of the model that the GPU delegate rejects (from the card), which LiteRT runs on the
+ * CPU beside the GPU, so the label does not say "GPU" alone.
+ */
+data class EngineInfo(val asked: Backend, val running: Backend, val threads: Int, val fallback: String?, val cpuOps: List<String> = emptyList()) {
     val label: String
-        get() = if (running == Backend.GPU) "GPU" else "CPU (XNNPACK, $threads thread${if (threads == 1) "" else "s"})"
+        get() = when {
+            running == Backend.GPU && cpuOps.isEmpty() -> "GPU"
+            running == Backend.GPU -> "GPU, with ${cpuOps.size} op${if (cpuOps.size == 1) "" else "s"} on the CPU (${cpuOps.joinToString("; ")})"
+            else -> "CPU (XNNPACK, $threads thread${if (threads == 1) "" else "s"})"
+        }
 }
 
 /**
  * The model compiled for one accelerator (LiteRT CompiledModel API), with its input and output
- * buffers and the [codec] that fills and reads them. Not thread-safe: one inference at a time.
+ * buffers and the [codec] that fills and reads them. Not thread-safe: every call (open, run, close)
+ * on one thread, the app's engine thread (the GPU accelerator is bound to the GL context of the
+ * thread that created it).
+ *
+ * Timings of this engine, for the benchmark: [compileMs] is `CompiledModel.create` alone;
+ * [firstRunMs] the first inference it ever ran (the GPU check in [open], or the first tile),
+ * [runs] how many it has run.
  */
 class SrEngine private constructor(
     private val model: CompiledModel,
     val card: ModelCard,
     val info: EngineInfo,
+    val compileMs: Double,
 ) : AutoCloseable {
+    var firstRunMs: Double? = null
+        private set
+    var runs = 0
+        private set
+    private var closed = false
     val codec = TensorCodec(card)
     private val inputs: List<TensorBuffer> = model.createInputBuffers()
     private val outputs: List<TensorBuffer> = model.createOutputBuffers()
@@ -32,6 +52,14 @@ class SrEngine private constructor(
 
     /** One inference on a window of ARGB [pixels]; returns the output as floats or int8 bytes. */
     fun run(pixels: IntArray, stride: Int, validH: Int, validW: Int): Any {
+        check(!closed) { "the engine was closed" }
+        val t0 = System.nanoTime()
+        val out = infer(pixels, stride, validH, validW)
+        if (runs++ == 0) firstRunMs = (System.nanoTime() - t0) / 1e6
+        return out
+    }
+
+    private fun infer(pixels: IntArray, stride: Int, validH: Int, validW: Int): Any {
         if (int8In != null) {
             codec.encodeInt8(pixels, stride, validH, validW, int8In)
             inputs[0].writeInt8(int8In)
@@ -51,6 +79,8 @@ class SrEngine private constructor(
     }
 
     override fun close() {
+        if (closed) return
+        closed = true
         inputs.forEach { it.close() }
         outputs.forEach { it.close() }
         model.close()
@@ -68,22 +98,27 @@ class SrEngine private constructor(
                 var gpu: CompiledModel? = null
                 var engine: SrEngine? = null
                 try {
+                    val t0 = System.nanoTime()
                     gpu = CompiledModel.create(assets, path, CompiledModel.Options(Accelerator.GPU))
-                    engine = SrEngine(gpu, card, EngineInfo(Backend.GPU, Backend.GPU, threads, null))
+                    val compileMs = (System.nanoTime() - t0) / 1e6
+                    engine = SrEngine(gpu, card, EngineInfo(Backend.GPU, Backend.GPU, threads, null, card.gpuUnsupported), compileMs)
                     val blank = IntArray(card.inputHeight * card.inputWidth)
                     engine.run(blank, card.inputWidth, card.inputHeight, card.inputWidth)
                     return engine
                 } catch (e: Exception) {
                     if (engine != null) engine.close() else gpu?.close()
+                    val t0 = System.nanoTime()
                     val why = e.message?.lineSequence()?.firstOrNull()?.take(200) ?: e::class.simpleName
                     val ops = if (card.gpuUnsupported.isEmpty()) "" else
                         " (the model card lists ops the GPU delegate rejects: ${card.gpuUnsupported.joinToString("; ")})"
                     val cpu = compileCpu(assets, path, threads)
                     val info = EngineInfo(Backend.GPU, Backend.CPU, threads, "The GPU cannot run this model: $why$ops. Running on the CPU instead.")
-                    return SrEngine(cpu, card, info)
+                    return SrEngine(cpu, card, info, (System.nanoTime() - t0) / 1e6)
                 }
             }
-            return SrEngine(compileCpu(assets, path, threads), card, EngineInfo(Backend.CPU, Backend.CPU, threads, null))
+            val t0 = System.nanoTime()
+            val cpu = compileCpu(assets, path, threads)
+            return SrEngine(cpu, card, EngineInfo(Backend.CPU, Backend.CPU, threads, null), (System.nanoTime() - t0) / 1e6)
         }
 
         private fun compileCpu(assets: AssetManager, path: String, threads: Int): CompiledModel {

@@ -4,20 +4,29 @@ import android.content.ContentResolver
 import android.graphics.Bitmap
 import android.graphics.BitmapFactory
 import android.graphics.Canvas
+import android.graphics.ColorSpace
 import android.graphics.Matrix
 import android.graphics.Paint
 import android.graphics.RectF
 import android.media.ExifInterface
 import android.net.Uri
+import android.os.Build
+import dev.tinysr.demo.model.ExifTransform
 import dev.tinysr.demo.model.PngStreamWriter
+import dev.tinysr.demo.model.UpscaleBudget
 import dev.tinysr.demo.model.TilePlanner
 import kotlinx.coroutines.ensureActive
 import java.io.File
 import kotlinx.coroutines.currentCoroutineContext
 import kotlin.math.min
-import kotlin.math.sqrt
 
-/** A finished upscale: the full-size PNG in the cache, and bitmaps of bounded size to show. */
+/** Why an upscale was not started: the figure it needs and what there is. */
+class BudgetException(message: String) : Exception(message)
+
+/**
+ * A finished upscale: the full-size PNG in the cache; [before] the photo as it was upscaled (full
+ * size, for 1:1 crops), [after] a preview of the output of at most 8 MP.
+ */
 class UpscaleResult(
     val png: File,
     val width: Int,
@@ -30,24 +39,30 @@ class UpscaleResult(
 )
 
 /**
- * Upscales a photo in tiles with bounded memory: the photo (at most [MAX_INPUT_PIXELS]) is the
- * only full-size bitmap; SR tiles go, one band of tile rows at a time, into a streamed PNG and a
- * preview of at most [MAX_PREVIEW_PIXELS]. A 12 MP photo at x4 needs ~48 MB for the photo, one band
- * (tile x 4 rows of the output width, ~45 MB for 4000 px) and ~32 MB of preview.
+ * Upscales a photo in tiles with bounded memory: the photo (capped by [UpscaleBudget]: at most 16 MP
+ * in and 200 MP out) is the only full-size bitmap; SR tiles go, one band of tile rows at a time,
+ * into a streamed PNG and a preview of at most 8 MP. [UpscaleBudget.plan] gives the figures (a 12 MP
+ * photo at x4: ~157 MB of heap, a PNG of up to 577 MB), checked against the heap and the free space
+ * of [outDir] before anything is allocated.
  */
 class Upscaler(private val engine: SrEngine, private val overlap: Int) {
 
     suspend fun upscale(resolver: ContentResolver, uri: Uri, outDir: File, progress: (Int, Int) -> Unit): UpscaleResult {
         val t0 = System.nanoTime()
-        val (photo, note) = decode(resolver, uri)
         val card = engine.card
         val s = card.scale
+        val bounds = bounds(resolver, uri)
+        val transform = orientation(resolver, uri)
+        val tile = TilePlanner.plan(1, 1, card.inputHeight, card.inputWidth, overlap).tile
+        val budget = UpscaleBudget.plan(bounds.first, bounds.second, s, card.inputHeight, card.inputWidth, tile, !card.output.int8)
+        checkBudget(budget, outDir)
+        val (photo, note) = decode(resolver, uri, budget, transform)
         val h = photo.height
         val w = photo.width
         val plan = TilePlanner.plan(h, w, card.inputHeight, card.inputWidth, overlap)
-        val f = min(1.0, sqrt(MAX_PREVIEW_PIXELS / (h.toDouble() * s * w * s)))
-        val after = Bitmap.createBitmap(maxOf(1, (w * s * f).toInt()), maxOf(1, (h * s * f).toInt()), Bitmap.Config.ARGB_8888)
-        val before = Bitmap.createScaledBitmap(photo, after.width, after.height, true)
+        val (pw, ph) = UpscaleBudget.previewSize(w.toLong() * s, h.toLong() * s)
+        val f = pw.toDouble() / (w * s)
+        val after = Bitmap.createBitmap(pw, ph, Bitmap.Config.ARGB_8888)
         val canvas = Canvas(after)
         val paint = Paint(Paint.FILTER_BITMAP_FLAG)
         val window = IntArray(card.inputHeight * card.inputWidth)
@@ -93,12 +108,15 @@ class Upscaler(private val engine: SrEngine, private val overlap: Int) {
             val done = File(outDir, "upscaled.png")
             if (!png.renameTo(done)) error("cannot move the result into place in ${outDir.path}")
             return UpscaleResult(
-                done, w * s, h * s, before, after, (System.nanoTime() - t0) / 1e9, plan.tiles.size,
+                done, w * s, h * s, photo, after, (System.nanoTime() - t0) / 1e9, plan.tiles.size,
                 notes.joinToString(" ").ifEmpty { null },
             )
+        } catch (e: Throwable) {
+            photo.recycle()
+            after.recycle()
+            throw e
         } finally {
             png.delete()
-            photo.recycle()
         }
     }
 
@@ -107,36 +125,61 @@ class Upscaler(private val engine: SrEngine, private val overlap: Int) {
     }
 
     companion object {
-        const val MAX_INPUT_PIXELS = 16_000_000L
-        const val MAX_PREVIEW_PIXELS = 8_000_000.0
-
-        /** The photo upright (EXIF orientation applied), subsampled by 2, 4, ... above [MAX_INPUT_PIXELS]. */
-        fun decode(resolver: ContentResolver, uri: Uri): Pair<Bitmap, String?> {
+        private fun bounds(resolver: ContentResolver, uri: Uri): Pair<Int, Int> {
             val bounds = BitmapFactory.Options().apply { inJustDecodeBounds = true }
             resolver.openInputStream(uri).use { BitmapFactory.decodeStream(it, null, bounds) }
             if (bounds.outWidth <= 0 || bounds.outHeight <= 0) error("cannot read this file as an image")
-            var sample = 1
-            while (bounds.outWidth.toLong() / sample * (bounds.outHeight / sample) > MAX_INPUT_PIXELS) sample *= 2
+            return bounds.outWidth to bounds.outHeight
+        }
+
+        private fun orientation(resolver: ContentResolver, uri: Uri): ExifTransform = resolver.openInputStream(uri).use { stream ->
+            if (stream == null) ExifTransform.IDENTITY
+            else ExifTransform.of(ExifInterface(stream).getAttributeInt(ExifInterface.TAG_ORIENTATION, ExifInterface.ORIENTATION_NORMAL))
+        }
+
+        /** Refuses, with the figures, an upscale the heap or the disk cannot take. */
+        fun checkBudget(budget: UpscaleBudget, outDir: File) {
+            val rt = Runtime.getRuntime()
+            val heapFree = rt.maxMemory() - (rt.totalMemory() - rt.freeMemory())
+            val out = "${budget.outWidth}x${budget.outHeight} (${budget.outPixels / 1_000_000} MP)"
+            if (budget.heapBytes > heapFree) {
+                throw BudgetException(
+                    "An output of $out needs about ${UpscaleBudget.mb(budget.heapBytes)} of memory; " +
+                        "the app has ${UpscaleBudget.mb(heapFree)} free. Try a smaller photo.",
+                )
+            }
+            val disk = outDir.usableSpace
+            if (budget.pngBytes > disk) {
+                throw BudgetException(
+                    "The PNG of $out can take up to ${UpscaleBudget.mb(budget.pngBytes)}; " +
+                        "only ${UpscaleBudget.mb(disk)} is free on the device.",
+                )
+            }
+        }
+
+        /**
+         * The photo upright (every EXIF orientation, mirrored ones included), in sRGB (a Display-P3
+         * or other wide-gamut photo is converted: the model was trained on sRGB), decoded at
+         * 1/[UpscaleBudget.sample].
+         */
+        fun decode(resolver: ContentResolver, uri: Uri, budget: UpscaleBudget, transform: ExifTransform): Pair<Bitmap, String?> {
             val opts = BitmapFactory.Options().apply {
-                inSampleSize = sample
+                inSampleSize = budget.sample
                 inPreferredConfig = Bitmap.Config.ARGB_8888
+                if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.O) inPreferredColorSpace = ColorSpace.get(ColorSpace.Named.SRGB)
             }
             val raw = resolver.openInputStream(uri).use { BitmapFactory.decodeStream(it, null, opts) }
                 ?: error("cannot decode this image")
-            val degrees = resolver.openInputStream(uri).use { stream ->
-                if (stream == null) 0 else when (ExifInterface(stream).getAttributeInt(ExifInterface.TAG_ORIENTATION, 1)) {
-                    ExifInterface.ORIENTATION_ROTATE_90 -> 90
-                    ExifInterface.ORIENTATION_ROTATE_180 -> 180
-                    ExifInterface.ORIENTATION_ROTATE_270 -> 270
-                    else -> 0
+            val upright = if (transform.identity) raw else {
+                val m = Matrix().apply {
+                    setValues(floatArrayOf(transform.a.toFloat(), transform.b.toFloat(), 0f, transform.c.toFloat(), transform.d.toFloat(), 0f, 0f, 0f, 1f))
                 }
+                Bitmap.createBitmap(raw, 0, 0, raw.width, raw.height, m, false).also { if (it !== raw) raw.recycle() }
             }
-            val upright = if (degrees == 0) raw else {
-                Bitmap.createBitmap(raw, 0, 0, raw.width, raw.height, Matrix().apply { postRotate(degrees.toFloat()) }, true)
-                    .also { raw.recycle() }
-            }
-            val note = if (sample > 1) {
-                "The photo (${bounds.outWidth}x${bounds.outHeight}) was decoded at 1/$sample size to bound memory."
+            val note = if (budget.sample > 1) {
+                "The photo was decoded at 1/${budget.sample} size (${upright.width}x${upright.height}): " +
+                    "the output is capped at ${UpscaleBudget.MAX_OUTPUT_PIXELS / 1_000_000} MP and the input at " +
+                    "${UpscaleBudget.MAX_INPUT_PIXELS / 1_000_000} MP."
             } else null
             return upright to note
         }

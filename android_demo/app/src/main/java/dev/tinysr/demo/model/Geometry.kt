@@ -80,7 +80,7 @@ data class UpscaleBudget(
             val core = 4L * tile * scale * tile * scale + 4L * tile * scale * tile * scale // core pixels + its tile bitmap
             val window = 4L * windowH * windowW * 2 // ARGB window + the encoded input
             val output = windowH.toLong() * scale * windowW * scale * 3 * (if (floatOut) 4 else 1)
-            val previews = 2 * 4L * preview.first * preview.second // the before and after previews
+            val previews = 4L * preview.first * preview.second // the after preview (before: the photo itself)
             val heap = photo + band + core + window + output + previews
             val png = oh * (1 + 3 * ow) + oh * 64 / 65536 + 1024 // raw rows + stored-block overhead + chunks
             return UpscaleBudget(sample, w, h, ow, oh, heap, png)

@@ -51,8 +51,11 @@ fun BenchmarkScreen(state: UiState, vm: DemoViewModel) {
         state.message?.let { Text(it, style = MaterialTheme.typography.bodySmall) }
         state.benchmark?.let { r ->
             Text("On ${state.benchmarkOn?.label}", style = MaterialTheme.typography.titleMedium)
-            Text("Compile (load + accelerator setup): %.1f ms".format(r.compileMs))
-            Text("First inference: %.2f ms".format(r.firstMs))
+            Text("Compile (CompiledModel.create: load + accelerator setup): %.1f ms".format(r.compileMs))
+            Text(
+                (r.firstMs?.let { "First inference of this engine: %.2f ms".format(it) } ?: "First inference: not measured") +
+                    if (r.reused) " (it ran before this benchmark: the GPU check or an upscale)" else "",
+            )
             Text("Median of %d: %.2f ms (fastest %.2f ms)".format(r.runs, r.medianMs, r.minMs))
             Text("%.2f G Mult-Adds/s at the median".format(card.multAdds / 1e9 / (r.medianMs / 1e3)))
             Text(

@@ -50,7 +50,7 @@ fun AcceleratorPicker(state: UiState, vm: DemoViewModel) {
             FilterChip(selected = state.backend == Backend.CPU, enabled = !busy, onClick = { vm.setBackend(Backend.CPU) }, label = { Text("CPU") })
             FilterChip(selected = state.backend == Backend.GPU, enabled = !busy, onClick = { vm.setBackend(Backend.GPU) }, label = { Text("GPU") })
         }
-        if (state.backend == Backend.CPU) {
+        if (state.backend == Backend.CPU && Runtime.getRuntime().availableProcessors() > 1) { // a 1..1 slider is no range
             val cores = Runtime.getRuntime().availableProcessors()
             Text("XNNPACK threads: ${state.threads}")
             Slider(

@@ -1,6 +1,8 @@
 package dev.tinysr.demo.ui
 
 import android.Manifest
+import android.content.ActivityNotFoundException
+import android.content.pm.PackageManager
 import android.net.Uri
 import android.os.Build
 import androidx.activity.compose.rememberLauncherForActivityResult
@@ -45,6 +47,8 @@ fun UpscaleScreen(state: UiState, vm: DemoViewModel) {
         if (granted) vm.save()
     }
     var compareAfter by remember { mutableStateOf(true) }
+    var cameraError by remember { mutableStateOf<String?>(null) }
+    val hasCamera = remember { context.packageManager.hasSystemFeature(PackageManager.FEATURE_CAMERA_ANY) }
 
     Column(
         Modifier.fillMaxSize().verticalScroll(rememberScrollState()).padding(16.dp),
@@ -65,13 +69,21 @@ fun UpscaleScreen(state: UiState, vm: DemoViewModel) {
             Button(enabled = idle, onClick = {
                 pick.launch(PickVisualMediaRequest(ActivityResultContracts.PickVisualMedia.ImageOnly))
             }) { Text("Pick a photo") }
-            OutlinedButton(enabled = idle, onClick = {
-                val dir = File(context.cacheDir, "camera").apply { mkdirs() }
-                val uri = FileProvider.getUriForFile(context, "${context.packageName}.files", File(dir, "photo.jpg"))
-                cameraUri = uri
-                take.launch(uri)
-            }) { Text("Take a photo") }
+            if (hasCamera) {
+                OutlinedButton(enabled = idle, onClick = {
+                    val dir = File(context.cacheDir, "camera").apply { mkdirs() }
+                    val uri = FileProvider.getUriForFile(context, "${context.packageName}.files", File(dir, "photo.jpg"))
+                    cameraUri = uri
+                    cameraError = try {
+                        take.launch(uri)
+                        null
+                    } catch (e: ActivityNotFoundException) {
+                        "No camera app on this device: pick a photo instead."
+                    }
+                }) { Text("Take a photo") }
+            }
         }
+        cameraError?.let { Text(it, style = MaterialTheme.typography.bodySmall, color = MaterialTheme.colorScheme.error) }
         ProgressRow(state, vm)
         state.message?.let { msg ->
             Row {
@@ -81,7 +93,7 @@ fun UpscaleScreen(state: UiState, vm: DemoViewModel) {
         }
         state.result?.let { r ->
             Text(
-                "${r.width}x${r.height} in %.1f s (%d tiles). Slide to compare, pinch to zoom."
+                "${r.width}x${r.height} in %.1f s (%d tiles). Slide to compare, pinch to zoom, double-tap to reset, tap for a 1:1 detail."
                     .format(r.seconds, r.tiles),
                 style = MaterialTheme.typography.bodySmall,
             )
@@ -97,7 +109,7 @@ fun UpscaleScreen(state: UiState, vm: DemoViewModel) {
                     }
                 }) { Text("Save to gallery") }
             }
-            CompareView(r.before, r.after, showAfter = compareAfter)
+            CompareView(r, showAfter = compareAfter)
         }
     }
 }
