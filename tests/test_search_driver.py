@@ -115,7 +115,8 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(photo_dir, tmp_path):
     with pytest.raises(Crash):
         s.run(CrashingBackend(s, 3))
     _, study = run_store.open_run(tmp_path / "run")
-    assert [r.state for r in run_store.trial_records(study)].count("failed") == 1  # the one running at the crash
+    states = [r.state for r in run_store.trial_records(study)]
+    assert states.count("interrupted") == 1 and "failed" not in states  # the one running at the crash
     s = Search(cfg, resume=True, progress=False)
     summary = s.run()
     assert summary["evaluated"] == 6
@@ -198,7 +199,78 @@ def test_kill_9_at_random_moments_then_resume(photo_dir, tmp_path):
     assert got == finished(tmp_path / "ref")
     _, study = run_store.open_run(tmp_path / "run")
     states = [r.state for r in run_store.trial_records(study)]
-    assert "running" not in states and states.count("failed") >= 1  # at least one kill hit a running evaluation
+    assert "running" not in states and "failed" not in states
+    assert states.count("interrupted") >= 1  # at least one kill hit a running evaluation
+
+
+KILL_AT_ENQUEUE = """
+import os, sys
+from tinysr.search import run_store
+calls = []
+def hook():  # the process dies at the Nth new trial, between enqueue_trial and ask
+    calls.append(1)
+    if len(calls) == int(os.environ["KILL_AT_TRIAL"]):
+        os._exit(9)
+run_store.HOOKS["enqueued"] = hook
+from tinysr.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_kill_between_enqueue_and_ask_loses_no_candidate(photo_dir, tmp_path):
+    """Killed exactly between ``enqueue_trial`` and ``ask`` (the study holds a WAITING trial): the
+    resume marks it interrupted (not a failed evaluation), evaluates its candidate again and ends
+    with an uninterrupted run's trials; ``search show`` and the summary count it as interrupted."""
+    data = config(photo_dir, tmp_path / "ref", evaluations=6, round_size=2)
+    run_search(SearchConfig.from_dict(data), progress=False)
+    cfg_path = tmp_path / "kill.yaml"
+    cfg_path.write_text(yaml.safe_dump({**data, "run_dir": str(tmp_path / "run")}))
+    args = ["search", "generator", "--config", str(cfg_path), "-q"]
+    r = subprocess.run([sys.executable, "-c", KILL_AT_ENQUEUE, *args], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "KILL_AT_TRIAL": "3"})
+    assert r.returncode == 9, r.stderr
+    _, study = run_store.open_run(tmp_path / "run")
+    assert [r.state for r in run_store.trial_records(study)].count("waiting") == 1
+    r = _cli(*args, "--resume", "--json", str(tmp_path / "summary.json"))
+    assert r.returncode == 0, r.stderr
+    assert "0 failed, 1 interrupted" in r.stdout
+    summary = yaml.safe_load((tmp_path / "summary.json").read_text())
+    assert (summary["evaluated"], summary["failed"], summary["interrupted"]) == (6, 0, 1)
+    assert finished(tmp_path / "run") == finished(tmp_path / "ref")
+    _, study = run_store.open_run(tmp_path / "run")
+    recs = run_store.trial_records(study)
+    (waited,) = [r for r in recs if r.state == "interrupted"]
+    assert waited.user_attrs["interrupted"] is True and "before it started" in waited.user_attrs["reason"]
+    assert waited.error is None and "failed" not in [r.state for r in recs]
+    r = _cli("search", "show", str(tmp_path / "run"), "--no-plots")
+    assert r.returncode == 0 and "failed 0, interrupted 1, running 0" in r.stdout, r.stdout + r.stderr
+
+
+def test_ctrl_c_stops_in_one_line_and_resume_is_exact(photo_dir, tmp_path):
+    """SIGINT to the process group (what a terminal's Ctrl-C does) during the local pool's evaluations:
+    exit 130 with one line on stderr, no worker tracebacks; the resume ends with an uninterrupted run's trials."""
+    data = config(photo_dir, tmp_path / "ref", evaluations=6, round_size=2, workers=2)
+    data["proxy"]["steps"] = 60
+    run_search(SearchConfig.from_dict(data), progress=False)
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump({**data, "run_dir": str(tmp_path / "run")}))
+    args = [sys.executable, "-m", "tinysr.cli.main", "search", "generator", "--config", str(cfg_path), "-q"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    trials, deadline = tmp_path / "run" / "trials", time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (trials.is_dir() and any(trials.iterdir())):
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    time.sleep(0.2)  # the next evaluations are running
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err == "tinysr: interrupted\n", err
+    _, study = run_store.open_run(tmp_path / "run")
+    states = [r.state for r in run_store.trial_records(study)]
+    assert "running" not in states and "failed" not in states
+    r = _cli("search", "generator", "--config", str(cfg_path), "-q", "--resume")
+    assert r.returncode == 0, r.stderr
+    assert finished(tmp_path / "run") == finished(tmp_path / "ref")
 
 
 def test_cli_search_show_and_export(photo_dir, tmp_path):

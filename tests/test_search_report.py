@@ -11,13 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
+from optuna.trial import TrialState
+
 from tinysr.checkpoint import load_model, read_checkpoint, save_checkpoint
 from tinysr.genotype import TPSR_GENOTYPE, Genotype
 from tinysr.models.tpsr import CellSR, mult_adds
 from tinysr.profile.predict import load_table, predict_latency
 from tinysr.search import TPSR_SPACE, GeneratorSpace, WeightStore
 from tinysr.search import report, run_store
-from tinysr.search.run_store import (RUN_FORMAT, add_finished_trial, create_run, fail_stale_trials,
+from tinysr.search.run_store import (RUN_FORMAT, add_finished_trial, create_run, interrupt_stale_trials,
                                      finish_trial, finished_by_candidate, new_trial, open_run, trial_records)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,24 +214,38 @@ def test_open_run_errors_are_one_line(run_a, tmp_path):
     assert all("\n" not in str(c.value) for c in cases)
 
 
-def test_fail_stale_trials_running_and_waiting(tmp_path):
+def test_interrupt_stale_trials_running_and_waiting(tmp_path):
+    """Trials a kill left RUNNING or WAITING become *interrupted* (FAIL with the interrupted attribute
+    and a reason), never failed evaluations; state filters tell the two FAIL kinds apart."""
     info, study = create_run(tmp_path / "run", {"objectives": ["reward"], "directions": ["maximize"]},
                              study_name="stale")
-    params = [TPSR_SPACE.to_params(g) for g in GENOS[:3]]
+    params = [TPSR_SPACE.to_params(g) for g in GENOS[:4]]
     done = new_trial(study, params[0], {"candidate": 0})
     finish_trial(study, done, "complete", 0.5, {"reward": 0.5})
+    bad = new_trial(study, params[3], {"candidate": 9})
+    finish_trial(study, bad, "failed", attrs={"error": "ValueError: the training loss became nan"})
     new_trial(study, params[1], {"candidate": 1})  # killed while training: RUNNING
     study.enqueue_trial(params[2], user_attrs={"candidate": 2})  # killed between enqueue and ask: WAITING
     _, reopened = open_run(tmp_path / "run")
-    with pytest.raises(ValueError, match="fail_stale_trials"):
+    with pytest.raises(ValueError, match="interrupt_stale_trials"):
         new_trial(reopened, params[0], {"candidate": 3})
-    assert fail_stale_trials(reopened) == 2
+    assert interrupt_stale_trials(reopened) == 2
     recs = trial_records(reopened)
-    assert [r.state for r in recs] == ["complete", "failed", "failed"]
-    assert recs[2].params == params[2] and recs[2].candidate == 2 and recs[2].error
-    assert fail_stale_trials(reopened) == 0
+    assert [r.state for r in recs] == ["complete", "failed", "interrupted", "interrupted"]
+    assert recs[1].error.startswith("ValueError")
+    for r in recs[2:]:
+        assert r.error is None and r.user_attrs["interrupted"] is True and "interrupted" in r.user_attrs["reason"]
+    assert "before it started" in recs[3].user_attrs["reason"] and "while running" in recs[2].user_attrs["reason"]
+    assert recs[3].params == params[2] and recs[3].candidate == 2
+    assert [r.number for r in trial_records(reopened, ("failed",))] == [1]
+    assert [r.number for r in trial_records(reopened, ("interrupted",))] == [2, 3]
+    assert [r.number for r in trial_records(reopened, (TrialState.FAIL,))] == [1, 2, 3]
+    assert interrupt_stale_trials(reopened) == 0
     t = new_trial(reopened, params[0], {"candidate": 3})  # writes go on after the clean-up
-    assert t.number == 3 and t.params == params[0]
+    assert t.number == 4 and t.params == params[0]
+    counts = report.summarise(tmp_path / "run")["counts"]
+    assert (counts["failed"], counts["interrupted"], counts["running"]) == (1, 2, 1)
+    assert "failed 1, interrupted 2, running 1" in report.format_leaderboard(report.summarise(tmp_path / "run"))
 
 
 def test_trial_api_rejects_malformed_input(run_b):
@@ -260,7 +276,7 @@ def test_summarise_single_objective(run_a):
     s = report.summarise(run_a["run"])
     json.dumps(s)  # JSON-ready
     assert s["counts"] == {"trials": 7, "candidates": 5, "evaluated": 3, "rejected": 2,
-                           "rejected_by": {"mult_adds": 1, "latency:epyc": 1}, "failed": 1, "running": 1}
+                           "rejected_by": {"mult_adds": 1, "latency:epyc": 1}, "failed": 1, "interrupted": 0, "running": 1}
     assert s["best"]["candidate"] == 2 and s["best"]["trial"] == 2 and s["best"]["genotype"] == GENOS[2]
     assert [r["candidate"] for r in s["leaderboard"]] == [2, 4, 0]
     assert [r["rank"] for r in s["leaderboard"]] == [1, 2, 3]
@@ -327,7 +343,7 @@ def test_leaderboard_text(run_a):
     s = report.summarise(run_a["run"])
     text = report.format_leaderboard(s)
     lines = text.splitlines()
-    assert "candidates 5: evaluated 3, rejected 2 (latency:epyc 1, mult_adds 1); failed 1, running 1" in text
+    assert "candidates 5: evaluated 3, rejected 2 (latency:epyc 1, mult_adds 1); failed 1, interrupted 0, running 1" in text
     assert f"epyc <= {run_a['budget']:.3f} ms" in text and "every evaluated candidate within budget" in text
     best_line = next(line for line in lines if line.endswith(GENOS[2]))
     assert best_line.split()[:3] == ["1", "2", "2"] and "0.5750" in best_line and "26.300" in best_line

@@ -95,8 +95,8 @@ def cmd_search_generator(args) -> int:
     summary, run = _run(args, SearchConfig, run_search)
     plots = [plot_pareto(run, run / "pareto.png"), plot_reward(run, run / "reward.png")]
     best = summary["best"]
-    print(f"{summary['evaluated']} evaluated, {summary['rejected']} rejected, {summary['failed']} failed "
-          f"of {summary['candidates']} candidates; driver {summary['driver_s_per_evaluation']:.3f} s per evaluation, "
+    print(f"{summary['evaluated']} evaluated, {summary['rejected']} rejected, {summary['failed']} failed, "
+          f"{summary['interrupted']} interrupted (evaluated again) of {summary['candidates']} candidates; driver {summary['driver_s_per_evaluation']:.3f} s per evaluation, "
           f"evaluation {summary['eval_s_mean']:.2f} s mean")
     if best:
         lat = "".join(f", {k} {v:.2f} ms" for k, v in best["latency_ms"].items())
@@ -114,7 +114,8 @@ def cmd_search_discriminator(args) -> int:
     summary, run = _run(args, DiscriminatorSearchConfig, run_discriminator_search)
     plots = [plot_reward(run, run / "reward.png")]
     best = summary["best"]
-    print(f"{summary['evaluated']} evaluated, {summary['failed']} failed of {summary['candidates']} candidates in "
+    print(f"{summary['evaluated']} evaluated, {summary['failed']} failed, {summary['interrupted']} interrupted "
+          f"(evaluated again) of {summary['candidates']} candidates in "
           f"{summary['wall_s']:.0f} s; evaluation {summary['eval_s_mean']:.2f} s mean")
     if best:
         print(f"best: candidate {best['candidate']}  R {best['reward']:.4f}  LPIPS {best['lpips']:.4f}  "

@@ -67,10 +67,14 @@ class InProcessBackend:
 
 
 def _pool_init(task_dict: dict, threads: int):
+    import signal
     import warnings
 
     import torch
 
+    # SIGINT (Ctrl-C in a terminal reaches the whole process group; the driver sends it too when it
+    # stops) ends the worker's evaluation quietly: no KeyboardInterrupt traceback of its own
+    signal.signal(signal.SIGINT, _stop_worker)
     torch.set_num_threads(threads)
     task = ProxyTask.from_dict(task_dict)
     with warnings.catch_warnings():  # the driver loaded the same files and already named the unusable ones
@@ -79,8 +83,20 @@ def _pool_init(task_dict: dict, threads: int):
     _WORKER.update(task=task, data=data, threads=threads)
 
 
+def _stop_worker(signum, frame):
+    """SIGINT in a worker: end the evaluation it is running (if any) without a traceback; an idle
+    worker (waiting for or unpacking a job, sending a result) ignores it and ends at the pool's shutdown."""
+    if _WORKER.get("busy"):
+        _WORKER["busy"] = False  # once: a second SIGINT must not interrupt the way out
+        raise SystemExit(130)
+
+
 def _pool_run(job: Job) -> Outcome:
-    return run_job(job, _WORKER["task"], _WORKER["data"], _WORKER["threads"])
+    _WORKER["busy"] = True
+    try:
+        return run_job(job, _WORKER["task"], _WORKER["data"], _WORKER["threads"])
+    finally:
+        _WORKER["busy"] = False
 
 
 class LocalBackend:
@@ -98,9 +114,24 @@ class LocalBackend:
         return self
 
     def __exit__(self, *exc):
-        if self.pool is not None:
-            self.pool.shutdown(wait=exc[0] is None, cancel_futures=True)
-            self.pool = None
+        pool, self.pool = self.pool, None
+        if pool is None:
+            return False
+        if exc[0] is None:
+            pool.shutdown(wait=True)
+            return False
+        # stopped (Ctrl-C, a crash): the evaluations in flight are not waited for (the resume redoes
+        # them); each worker is told to stop now (SIGINT: see _pool_init), not after its evaluation
+        import os
+        import signal
+
+        for w in list((getattr(pool, "_processes", None) or {}).values()):
+            if w.is_alive():
+                try:
+                    os.kill(w.pid, signal.SIGINT)
+                except OSError:  # gone meanwhile
+                    pass
+        pool.shutdown(wait=True, cancel_futures=True)
         return False
 
     def evaluate(self, jobs: Sequence[Job]) -> Iterator[tuple[int, Outcome]]:

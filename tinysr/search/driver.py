@@ -14,10 +14,11 @@ strictly sequential loop; larger rounds trade a slightly staler store for parall
 
 **Resume.** The driver is the study's only writer. Every candidate has a sequence number (its
 position in the strategy's stream), stored on its trial. After a kill at any moment, ``resume``
-marks the study's RUNNING (and WAITING) trials FAILED, restores the last checkpoint and replays
-the stream from there: a candidate whose trial already finished (COMPLETE or PRUNED) is taken
-from the study (its weights from its file) instead of being evaluated again, the others are
-evaluated anew. Since strategies restore exactly and evaluations are deterministic, the resumed
+marks the study's RUNNING (and WAITING) trials *interrupted* (FAIL with ``interrupted: true``),
+restores the last checkpoint and replays the stream from there: a candidate whose trial already
+finished (COMPLETE, PRUNED, or failed with an evaluation error, which is final) is taken from the
+study (its weights from its file) instead of being evaluated again, the others (interrupted
+ones included) are evaluated anew. Since strategies restore exactly and evaluations are deterministic, the resumed
 run's finished trials equal an uninterrupted run's.
 
 The same driver runs the discriminator search (:mod:`tinysr.search.gan_search`): a subclass
@@ -159,7 +160,7 @@ class Search:
                                  "(other training or validation images)")
             self._resume_meta(meta)
             self.store, self.n = _load_checkpoint(self.ckpt_path, self.strategy, self.store_class)
-            self.stale = run_store.fail_stale_trials(self.study)
+            self.stale = run_store.interrupt_stale_trials(self.study)
         else:
             meta = self._new_meta()
             self.info, self.study = run_store.create_run(self.run_dir, meta, cfg.storage, self.run_dir.name)
@@ -237,8 +238,8 @@ class Search:
 
     def _cache(self) -> dict:
         cache = dict(run_store.finished_by_candidate(self.study))
-        for rec in run_store.trial_records(self.study):  # evaluation errors are final too (not interruptions)
-            if rec.state == "failed" and rec.error and rec.candidate is not None:
+        for rec in run_store.trial_records(self.study, ("failed",)):  # evaluation errors are final (interruptions not)
+            if rec.error and rec.candidate is not None:
                 cache.setdefault(rec.candidate, rec)
         return cache
 
@@ -377,18 +378,15 @@ class Search:
                 while self.n.evaluated + self.n.failed < cfg.evaluations:
                     started = time.perf_counter()
                     accepted = self._form_round(cache, bar)
-                    try:
-                        waited = self._evaluate(accepted, backend)
-                    except BaseException:
-                        for c in accepted:  # a clean stop leaves no RUNNING trial behind
-                            if c.trial is not None and c.psnr is None and c.error is None:
-                                run_store.finish_trial(self.study, c.trial, "failed",
-                                                       attrs={"interrupted": True})
-                        raise
+                    waited = self._evaluate(accepted, backend)
                     self._finish_round(accepted, started, waited)
                     bar.n = min(cfg.evaluations, self.n.evaluated + self.n.failed)
                     bar.set_postfix_str(self._postfix(), refresh=False)
                     bar.refresh()
+        except BaseException as e:  # a clean stop leaves no RUNNING trial behind (the driver is the only writer)
+            why = "stopped (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else f"stopped ({type(e).__name__})"
+            run_store.interrupt_stale_trials(self.study, f"the run was {why}")
+            raise
         finally:
             bar.close()
         return self.summary()
@@ -400,7 +398,8 @@ class Search:
         eval_s = [r.eval_s for r in evals if r.eval_s is not None]
         return {"run_dir": str(self.run_dir), "storage": self.info.storage, "candidates": self.n.candidates, "evaluated": self.n.evaluated,
                 "rejected": self.n.rejected, "failed": self.n.failed, "rounds": self.n.rounds,
-                "stale_trials_failed": self.stale, "driver_s": driver,
+                "interrupted": len(run_store.trial_records(self.study, ("interrupted",))),
+                "interrupted_on_start": self.stale, "driver_s": driver,
                 "driver_s_per_evaluation": driver / max(1, self.n.evaluated),
                 "eval_s_mean": sum(eval_s) / len(eval_s) if eval_s else math.nan,
                 "wall_s": sum(h["wall_s"] for h in hist),

@@ -129,7 +129,8 @@ def summarise(run_dir: str | os.PathLike) -> dict:
     ``budgets``, ``max_mult_adds``, ``targets``, ``counts`` (``trials``, ``candidates``
     (evaluated + rejected), ``evaluated``, ``rejected``, ``rejected_by`` (``{"mult_adds": n,
     "latency:<target>": n, "other": n}``; a candidate over several limits counts under each),
-    ``failed``, ``running`` (running + waiting)), ``best`` (a leaderboard row or None),
+    ``failed`` (evaluation errors), ``interrupted`` (stopped or killed before they finished; evaluated
+    again on resume), ``running`` (running + waiting)), ``best`` (a leaderboard row or None),
     ``leaderboard`` (every evaluated trial, best first), ``rejected_candidates`` (candidate
     numbers), ``pareto_axes``, ``pareto`` (rows of the front over PSNR and all axes),
     ``pareto_by_axis`` (``{axis: [trial numbers]}``, the 2-D front of each plot panel),
@@ -168,7 +169,7 @@ def summarise(run_dir: str | os.PathLike) -> dict:
         "budgets": budgets, "max_mult_adds": None if max_ma is None else float(max_ma), "targets": targets,
         "counts": {"trials": len(records), "candidates": evaluated + len(rejected), "evaluated": evaluated,
                    "rejected": len(rejected), "rejected_by": rejected_by,
-                   "failed": len(by_state.get("failed", [])),
+                   "failed": len(by_state.get("failed", [])), "interrupted": len(by_state.get("interrupted", [])),
                    "running": len(by_state.get("running", [])) + len(by_state.get("waiting", []))},
         "best": board[0] if board else None,
         "leaderboard": board,
@@ -203,7 +204,7 @@ def _discriminator_leaderboard(summary: Mapping, top: int) -> str:
              f"{meta.get('strategy', '?')}, reward -LPIPS-{meta.get('lpips_net', 'vgg')}, best of the last 3 "
              f"evaluations)",
              f"generator {gen.get('spec', '?')} fine-tuned with each candidate; evaluated {counts['evaluated']}, "
-             f"failed {counts['failed']}, running {counts['running']}",
+             f"failed {counts['failed']}, interrupted {counts['interrupted']}, running {counts['running']}",
              f"reference tpsr_d: {(meta.get('reference') or {}).get('genotype', '-')}"]
     board = summary.get("leaderboard") or []
     if not board:
@@ -229,7 +230,8 @@ def format_leaderboard(summary: Mapping, top: int = 10) -> str:
              f"objectives {', '.join(summary.get('objectives') or [])})"]
     rej = ", ".join(f"{k} {v}" for k, v in sorted(counts["rejected_by"].items()))
     lines.append(f"candidates {counts['candidates']}: evaluated {counts['evaluated']}, rejected {counts['rejected']}"
-                 + (f" ({rej})" if rej else "") + f"; failed {counts['failed']}, running {counts['running']}")
+                 + (f" ({rej})" if rej else "") + f"; failed {counts['failed']}, interrupted {counts['interrupted']}, "
+                 f"running {counts['running']}")
     limits = []
     if max_ma is not None:
         limits.append(f"Mult-Adds <= {max_ma / 1e9:.4f} G")
@@ -391,9 +393,9 @@ def _find(run_dir: Path, records: Sequence[TrialRecord], trial: int) -> TrialRec
 
 
 def _not_evaluated(run_dir: Path, r: TrialRecord) -> str:
-    what = {"rejected": "rejected before training", "failed": "failed", "running": "still running",
-            "waiting": "waiting to start"}[r.state]
-    detail = r.rejected if r.state == "rejected" else r.error if r.state == "failed" else None
+    what = {"rejected": "rejected before training", "failed": "failed", "interrupted": "interrupted",
+            "running": "still running", "waiting": "waiting to start"}[r.state]
+    detail = {"rejected": r.rejected, "failed": r.error, "interrupted": r.user_attrs.get("reason")}.get(r.state)
     cand = f" (candidate {r.candidate})" if r.candidate is not None else ""
     return f"{run_dir}: trial {r.number}{cand} was {what}, not evaluated" + (f": {detail}" if detail else "")
 

@@ -25,13 +25,18 @@ trials
     Params: the space's decisions as named categorical parameters
     (:meth:`GeneratorSpace.to_params`; ``op_i`` operation name, ``src_i`` ``"in"`` or ``"j"``).
     States: COMPLETE = evaluated, PRUNED = rejected by a constraint before training,
-    FAIL = crashed or interrupted, RUNNING / WAITING = in progress. User attributes:
+    FAIL = the evaluation failed (``error``: its one-line reason; final) or was *interrupted*
+    (``interrupted: true`` and ``reason``, which optuna-dashboard shows: the run was stopped or
+    killed before the trial finished; the candidate is evaluated again on resume),
+    RUNNING / WAITING = in progress. Records tell the two FAIL kinds apart: state ``failed`` or
+    ``interrupted``. User attributes:
     ``candidate`` (the candidate's global sequence number, unique among COMPLETE and PRUNED
     trials), ``round``, ``genotype``, ``mult_adds``, ``latency_ms`` (``{target: ms}`` used by the
     constraints and the reward), ``latency_predicted_ms``, ``latency_measured_ms``; COMPLETE
     trials add ``psnr``, ``reward``, ``train_s``, ``val_s``, ``eval_s`` and ``weights`` (the
     candidate's trained tinysr checkpoint, relative to ``RUN``, e.g. ``trials/c000012.pt``);
-    PRUNED trials add ``rejected`` (the reason); FAIL trials may add ``error``.
+    PRUNED trials add ``rejected`` (the reason); failed trials add ``error``, interrupted ones
+    ``interrupted`` and ``reason``.
 
 ``RUN/checkpoint.pt``
     The driver's resume state (``torch.save``): at least
@@ -39,7 +44,7 @@ trials
 
 Writers use :func:`create_run` / :func:`open_run`, :func:`new_trial` + :func:`finish_trial` (a
 candidate evaluated over time), :func:`add_finished_trial` (a candidate recorded in one step,
-e.g. rejected) and :func:`fail_stale_trials` (after a crash); readers use
+e.g. rejected) and :func:`interrupt_stale_trials` (after a crash); readers use
 :func:`trial_records` and :func:`finished_by_candidate`.
 """
 from __future__ import annotations
@@ -69,11 +74,30 @@ STUDY_FILE = "study.db"
 CHECKPOINT_FILE = "checkpoint.pt"
 META_ATTR = "tinysr"
 
-#: record state name <-> Optuna trial state
+#: record state name -> Optuna trial state ("failed" and "interrupted" are both FAIL, told apart by
+#: the trial's ``interrupted`` attribute)
 STATES = {"complete": TrialState.COMPLETE, "rejected": TrialState.PRUNED, "failed": TrialState.FAIL,
-          "running": TrialState.RUNNING, "waiting": TrialState.WAITING}
-_STATE_NAMES = {v: k for k, v in STATES.items()}
-_FINISH_STATES = ("complete", "rejected", "failed")
+          "interrupted": TrialState.FAIL, "running": TrialState.RUNNING, "waiting": TrialState.WAITING}
+_STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "rejected", TrialState.FAIL: "failed",
+                TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
+_FINISH_STATES = ("complete", "rejected", "failed", "interrupted")
+#: the user attribute that marks an interrupted trial, and the one with its reason (optuna-dashboard shows both)
+INTERRUPTED_ATTR, REASON_ATTR = "interrupted", "reason"
+#: the reason an earlier version recorded (as ``error``) for a trial killed between enqueue and ask
+_OLD_INTERRUPTED_ERROR = "interrupted before it started"
+#: Test hooks: ``HOOKS[name]()`` is called at the named moment (``"enqueued"``: in :func:`new_trial`,
+#: between ``enqueue_trial`` and ``ask``), so a test can kill the process exactly there.
+HOOKS: dict = {}
+
+
+def interrupted_attrs(reason: str) -> dict:
+    """The user attributes of a trial interrupted for ``reason``."""
+    return {INTERRUPTED_ATTR: True, REASON_ATTR: reason}
+
+
+def is_interrupted(attrs: Mapping) -> bool:
+    """Whether a FAIL trial's user attributes mark it interrupted (not a failed evaluation)."""
+    return bool(attrs.get(INTERRUPTED_ATTR)) or attrs.get("error") == _OLD_INTERRUPTED_ERROR
 
 
 @contextmanager
@@ -321,14 +345,17 @@ def new_trial(study: optuna.Study, params: Mapping, attrs: Mapping | None = None
     """A RUNNING trial with exactly ``params`` (the candidate's named decisions) and user attributes ``attrs``.
 
     ``ValueError`` if the study holds WAITING trials (left by an interrupted writer: call
-    :func:`fail_stale_trials` first), since a new trial would pick one of them up.
+    :func:`interrupt_stale_trials` first), since a new trial would pick one of them up.
     """
     params, dists = _params(study, params)
     attrs = _jsonable(dict(attrs or {}))
     with _quiet():
         if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            raise ValueError("the study holds waiting trials of an interrupted run: call fail_stale_trials first")
+            raise ValueError("the study holds waiting trials of an interrupted run: call interrupt_stale_trials "
+                             "first")
         study.enqueue_trial(params, user_attrs=attrs)
+        if "enqueued" in HOOKS:
+            HOOKS["enqueued"]()
         trial = study.ask(dists)
         if trial.params != params:
             study.tell(trial, state=TrialState.FAIL)
@@ -340,8 +367,11 @@ def new_trial(study: optuna.Study, params: Mapping, attrs: Mapping | None = None
 def finish_trial(study: optuna.Study, trial: optuna.Trial, state: str, values=None,
                  attrs: Mapping | None = None) -> None:
     """Finish a trial from :func:`new_trial`: ``state`` ``"complete"`` (``values``: the objective
-    value(s)), ``"rejected"`` or ``"failed"``; ``attrs`` are set before it is told."""
+    value(s)), ``"rejected"``, ``"failed"`` (``attrs`` with its ``error``) or ``"interrupted"`` (``attrs``
+    with its ``reason``; :func:`interrupted_attrs`); ``attrs`` are set before it is told."""
     st = _state(state)
+    if state == "interrupted":
+        attrs = {**interrupted_attrs("interrupted"), **(attrs or {})}
     vals = _values(study, values) if st == TrialState.COMPLETE else None
     with _quiet():
         for key, value in _jsonable(dict(attrs or {})).items():
@@ -362,21 +392,28 @@ def add_finished_trial(study: optuna.Study, params: Mapping, state: str, values=
         return study.get_trials(deepcopy=False)[-1].number
 
 
-def fail_stale_trials(study: optuna.Study) -> int:
-    """After a crash: every RUNNING trial -> FAIL, every WAITING trial (killed between enqueue and
-    ask) taken and failed, with ``error`` saying so; returns how many trials were failed."""
+def interrupt_stale_trials(study: optuna.Study, why: str = "the run was killed") -> int:
+    """After a crash (or at a clean stop, by the stopping writer): every RUNNING trial, and every
+    WAITING trial (killed between enqueue and ask), finished as *interrupted* (FAIL with
+    ``interrupted: true`` and a ``reason`` saying ``why``; never an evaluation error, so the driver
+    evaluates its candidate again); returns how many trials were interrupted."""
     count = 0
     with _quiet():
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            trial = optuna.trial.Trial(study, t._trial_id)
+            for key, value in interrupted_attrs(f"interrupted while running: {why}; "
+                                                "evaluated again on resume").items():
+                trial.set_user_attr(key, value)
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             count += 1
         waiting = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))}
         if waiting:
             dists = _distributions(space_of(study_meta(study)))
             for _ in range(len(waiting)):
                 trial = study.ask(dists)
-                if trial.number in waiting:
-                    trial.set_user_attr("error", "interrupted before it started")
+                for key, value in interrupted_attrs(f"interrupted before it started: {why}; "
+                                                    "evaluated on resume").items():
+                    trial.set_user_attr(key, value)
                 study.tell(trial, state=TrialState.FAIL)
                 count += 1
     return count
@@ -386,7 +423,7 @@ def fail_stale_trials(study: optuna.Study) -> int:
 @dataclass
 class TrialRecord:
     number: int
-    state: str  # complete | rejected | failed | running | waiting
+    state: str  # complete | rejected | failed | interrupted | running | waiting
     candidate: int | None
     round: int | None
     genotype: str | None
@@ -444,41 +481,53 @@ def _record(t: optuna.trial.FrozenTrial, space: GeneratorSpace) -> TrialRecord:
             genotype = str(space.from_params(t.params))
         except ValueError:
             genotype = None
+    state = _STATE_NAMES[t.state]
+    if state == "failed" and is_interrupted(a):
+        state = "interrupted"
     return TrialRecord(
-        number=t.number, state=_STATE_NAMES[t.state], candidate=_opt_int(a.get("candidate")),
+        number=t.number, state=state, candidate=_opt_int(a.get("candidate")),
         round=_opt_int(a.get("round")), genotype=genotype, params=dict(t.params),
         values=None if t.values is None else [float(v) for v in t.values], mult_adds=_opt_float(a.get("mult_adds")),
         latency_ms=_ms_dict(a.get("latency_ms")), latency_predicted_ms=_ms_dict(a.get("latency_predicted_ms")),
         latency_measured_ms=_ms_dict(a.get("latency_measured_ms")), psnr=_opt_float(a.get("psnr")),
-        reward=_opt_float(a.get("reward")), rejected=a.get("rejected"), error=a.get("error"),
+        reward=_opt_float(a.get("reward")), rejected=a.get("rejected"),
+        error=None if state == "interrupted" else a.get("error"),
         train_s=_opt_float(a.get("train_s")), val_s=_opt_float(a.get("val_s")), eval_s=_opt_float(a.get("eval_s")),
         weights=a.get("weights"), datetime_start=t.datetime_start, datetime_complete=t.datetime_complete,
         user_attrs=dict(a))
 
 
-def _state_filter(states: Iterable | None):
+def _state_filter(states: Iterable | None) -> tuple[tuple | None, set | None]:
+    """(the Optuna states to read, the record state names to keep); None: all."""
     if states is None:
-        return None
+        return None, None
     if isinstance(states, (str, TrialState)):
         states = [states]
-    out = []
+    out, names = [], set()
     for s in states:
         if isinstance(s, TrialState):
             out.append(s)
+            names.add(_STATE_NAMES[s])
+            if s == TrialState.FAIL:
+                names.add("interrupted")
         elif s in STATES:
             out.append(STATES[s])
+            names.add(s)
         else:
             raise ValueError(f"unknown trial state {s!r}; known: {', '.join(STATES)}")
-    return tuple(out)
+    return tuple(dict.fromkeys(out)), names
 
 
 def trial_records(study: optuna.Study, states: Iterable | None = None) -> list[TrialRecord]:
     """The study's trials as :class:`TrialRecord`, in trial-number order (``states``: record state
-    names or Optuna ``TrialState`` values; None: all)."""
+    names, e.g. ``"failed"`` or ``"interrupted"``, or Optuna ``TrialState`` values (``FAIL``: both);
+    None: all)."""
     space = space_of(study_meta(study))
+    optuna_states, names = _state_filter(states)
     with _quiet():
-        trials = study.get_trials(deepcopy=False, states=_state_filter(states))
-    return [_record(t, space) for t in sorted(trials, key=lambda t: t.number)]
+        trials = study.get_trials(deepcopy=False, states=optuna_states)
+    records = [_record(t, space) for t in sorted(trials, key=lambda t: t.number)]
+    return records if names is None else [r for r in records if r.state in names]
 
 
 def finished_by_candidate(study: optuna.Study) -> dict[int, TrialRecord]:
