@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -40,6 +41,7 @@ def cmd_models(args):
     from ..complexity import measure
     from ..models import create_model, get_entry, list_models
     from ..models.registry import name_hint
+    import torch
 
     h, w = parse_size(args.input_size)
     names = list_models(args.pattern) or list_models(args.pattern.lower().replace("-", "_"))
@@ -48,7 +50,9 @@ def cmd_models(args):
     print(f"{'name':<14}{'scale':>6}{'params':>12}{'Mult-Adds':>14}  weights  description")
     for name in names:
         e = get_entry(name)
-        c = measure(create_model(name), (h, w))
+        with torch.device("meta"):  # shapes only: no weights to initialise, no arithmetic to count
+            model = create_model(name)
+        c = measure(model, (h, w))
         print(f"{name:<14}{'x' + str(e.scale):>6}{c.params / 1e3:>10.1f} K{c.mult_adds / 1e9:>12.2f} G  "
               f"{'bundled' if has_bundled_weights(name) else '-':<8} {e.description}")
     print(f"(Mult-Adds for a {h}x{w} LR input)")
@@ -286,6 +290,27 @@ def positive_ints(text: str, option: str, what: str, example: str) -> tuple[int,
 
 def thread_counts(text: str) -> tuple[int, ...]:
     return positive_ints(text, "--threads", "thread counts", "1,2")
+
+
+def cmd_pareto(args):
+    from ..pareto import ParetoOptions, run_pareto, to_markdown, write_outputs
+
+    check_at_least("--threads", args.threads, 1, "LiteRT needs at least 1 thread")
+    check_at_least("--runs", args.runs, 1, "time at least 1 run")
+    check_at_least("--rounds", args.rounds, 1, "time at least 1 round")
+    if args.profile and not Path(args.profile).is_file():
+        raise ValueError(f"--profile {args.profile}: no such file")
+    opts = ParetoOptions(data=tuple(args.data), precisions=tuple(dict.fromkeys(args.precision)), threads=args.threads,
+                         input_size=parse_size(args.input_size), profile=args.profile, calib=args.calib,
+                         runs=args.runs, rounds=min(args.rounds, args.runs))
+    result = run_pareto(args.models, opts, progress=not args.quiet)
+    written = write_outputs(result, args.out_dir)
+    print(to_markdown(result), end="")
+    failed = [r for r in result["rows"] if r["error"]]
+    for r in failed:
+        print(f"tinysr: {r['model']}: {r['error']}", file=sys.stderr)
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 2 if failed and len(failed) == len(result["rows"]) else 0
 
 
 def cmd_bench(args):

@@ -114,6 +114,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=commands.cmd_bench)
 
+    s = sub.add_parser("pareto", help="latency-quality comparison of networks in one run: params, Mult-Adds, "
+                       "LiteRT latency and PSNR/SSIM per precision; table, CSV, JSON and plot")
+    s.add_argument("models", nargs="+", help="registry names (bundled weights) or checkpoints")
+    s.add_argument("--data", nargs="+", default=[], help="benchmark folders to score (HR/ + LR_bicubic/, or HR images); "
+                   "the plot uses the first")
+    s.add_argument("--precision", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8"],
+                   help="TFLite precisions to export, time and score (default: fp32 int8)")
+    s.add_argument("--threads", type=int, default=1, help="LiteRT threads (default 1)")
+    s.add_argument("--input-size", default="180x320", help="LR input HxW timed and exported (default 180x320 -> 720p)")
+    s.add_argument("--profile", help="latency table (profiles/*.json) to predict the networks it covers")
+    s.add_argument("--calib", help="folder of real images for int8 calibration (default: bundled sample)")
+    s.add_argument("--runs", type=int, default=30, help="timed runs per artifact (default 30)")
+    s.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    s.add_argument("-o", "--out-dir", default="pareto", help="folder for pareto.md/.csv/.json/.png (default ./pareto)")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=commands.cmd_pareto)
+
     s = sub.add_parser("profile", help="per-operator latency of a .tflite / .onnx model (host, Android over adb, or a saved benchmark_model output)")
     s.add_argument("model", nargs="?", help=".tflite or .onnx model (optional with --from-output)")
     s.add_argument("--device", default="host", help="host (default), adb (the only device) or adb:SERIAL[,SERIAL2,...]")

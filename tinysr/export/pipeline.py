@@ -200,6 +200,7 @@ def export_model(spec: str, out: str | Path, options: ExportOptions, progress: b
 
     from ..checkpoint import load_model
     from ..complexity import measure
+    from ..models.mobile import deploy
 
     o = options.resolved()
     out = Path(out)
@@ -218,7 +219,7 @@ def export_model(spec: str, out: str | Path, options: ExportOptions, progress: b
         bar.set_description(f"export: {name}")
 
     stage("trace")
-    model = load_model(spec, allow_random=o.random_init).float().eval()
+    model = deploy(load_model(spec, allow_random=o.random_init)).float().eval()
     cx = measure(model, o.input_size)
     source = _source_info(spec, model)
     out.parent.mkdir(parents=True, exist_ok=True)

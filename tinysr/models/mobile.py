@@ -160,6 +160,12 @@ class XLSR(nn.Module):
 
     Published: 28.0 K parameters at x4 (Qualcomm AI Hub, XLSR x4); this form has 28,016. The paper's
     original used 4 GBlocks at x3; ``n_gblocks`` sets it.
+
+    The concatenation and the 1x1 convolution after it are computed as two 1x1 convolutions, one per
+    half, summed (``tail_body`` with the bias, ``tail_residual`` without): the same function and the
+    same parameters. The int8 graph then holds an ADD instead of a CONCATENATION, which XNNPACK's int8
+    kernels refuse to prepare when its two inputs have different scales (measured: LiteRT 2.3 fails
+    with "failed to delegate CONCATENATION node").
     """
 
     family = "xlsr"
@@ -170,7 +176,9 @@ class XLSR(nn.Module):
         self.residual = _conv(channels, 16, 3)
         self.body = nn.Sequential(_conv(channels, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 1),
                                   *[GBlock(32) for _ in range(n_gblocks)])
-        self.tail = nn.Sequential(nn.Conv2d(48, 32, 1), nn.ReLU(), _conv(32, channels * scale * scale, 3))
+        self.tail_body = nn.Conv2d(32, 32, 1)
+        self.tail_residual = nn.Conv2d(16, 32, 1, bias=False)
+        self.tail = nn.Sequential(nn.ReLU(), _conv(32, channels * scale * scale, 3))
         self.shuffle = nn.PixelShuffle(scale)
         self.clip = nn.Hardtanh(0.0, 1.0)
 
@@ -178,7 +186,8 @@ class XLSR(nn.Module):
         return {"scale": self.scale, "n_gblocks": self.n_gblocks, "channels": self.channels}
 
     def forward(self, x):
-        h = torch.cat([self.body(x), self.residual(x)], dim=1)
+        # = conv1x1(cat([body, residual])), see the class docstring
+        h = self.tail_body(self.body(x)) + self.tail_residual(self.residual(x))
         return self.clip(self.shuffle(self.tail(h)))
 
 

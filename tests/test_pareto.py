@@ -1,0 +1,76 @@
+"""`tinysr pareto`: one run measures every model (params, Mult-Adds, LiteRT latency and PSNR per precision),
+writes the table, CSV, JSON and plot, and a model that fails is a row with its reason."""
+import csv
+import json
+
+import pytest
+import torch
+
+from tinysr.checkpoint import save_checkpoint
+from tinysr.cli.main import main
+from tinysr.complexity import count_params
+from tinysr.models import create_model
+from tinysr.models.mobile import deploy
+from tinysr.pareto import ParetoOptions, front, run_pareto, to_markdown, write_outputs
+
+
+def test_front_keeps_exactly_the_non_dominated_points():
+    pts = [(10, 30.0), (20, 31.0), (15, 29.0), (30, 31.0), (5, 28.0), (20, 30.5)]
+    # (15, 29) is beaten by (10, 30); (30, 31) by (20, 31); (20, 30.5) by (20, 31)
+    assert front(pts) == [4, 0, 1]
+    assert front([(1.0, 1.0)]) == [0]
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pareto_models")
+    torch.manual_seed(0)
+    paths = []
+    for name in ("xlsr_x4", "sesr_m5_x4"):
+        p = d / name / "last.pt"
+        p.parent.mkdir()
+        save_checkpoint(p, create_model(name))
+        paths.append(str(p))
+    return paths
+
+
+def test_one_run_measures_every_model_and_a_failure_is_a_row(two_models, photo_dir, tmp_path):
+    opts = ParetoOptions(data=(str(photo_dir),), precisions=("fp32", "int8"), threads=1, input_size=(16, 24),
+                         runs=2, rounds=1, warmup=1)
+    result = run_pareto([two_models[0], str(tmp_path / "missing.pt"), two_models[1]], opts, progress=False)
+    rows = {r["model"]: r for r in result["rows"]}
+    assert list(rows) == ["xlsr_x4", "missing", "sesr_m5_x4"]  # a run folder's last.pt is named by its folder
+    assert rows["missing"]["error"] and "\n" not in rows["missing"]["error"]
+    for name in ("xlsr_x4", "sesr_m5_x4"):
+        r = rows[name]
+        assert r["error"] is None
+        assert r["params"] == count_params(deploy(create_model(name)))  # SESR counted collapsed
+        assert r["fp32_ms"] > 0 and r["int8_ms"] > 0
+        s = r["scores"][photo_dir.name]
+        assert 5 < s["fp32"]["psnr"] < 60 and 5 < s["int8"]["psnr"] < 60 and 0 < s["fp32"]["ssim"] <= 1
+        assert r["fp32_export"]["ops"]["CONV_2D"] >= 3
+    assert result["cpu"] and result["threads"] == 1
+
+    written = write_outputs(result, tmp_path / "out")
+    assert {p.name for p in written} == {"pareto.json", "pareto.csv", "pareto.md", "pareto.png"}
+    table = list(csv.DictReader(open(tmp_path / "out" / "pareto.csv")))
+    assert [t["model"] for t in table] == ["xlsr_x4", "missing", "sesr_m5_x4"]
+    assert float(table[0]["fp32_ms"]) == rows["xlsr_x4"]["fp32_ms"]
+    assert table[1]["error"] and not table[1]["fp32_ms"]
+    assert json.loads((tmp_path / "out" / "pareto.json").read_text())["rows"][2]["model"] == "sesr_m5_x4"
+    md = to_markdown(result)
+    assert "| xlsr_x4 |" in md and result["cpu"] in md
+
+
+def test_cli_writes_the_files_and_bad_input_is_one_line(two_models, photo_dir, tmp_path, capsys):
+    out = tmp_path / "p"
+    rc = main(["pareto", two_models[0], "--data", str(photo_dir), "--precision", "fp32", "--input-size", "16x24",
+               "--runs", "2", "--rounds", "1", "-o", str(out), "-q"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "| xlsr_x4 |" in text and "pareto.png" in text
+    assert (out / "pareto.png").stat().st_size > 1000
+    assert main(["pareto", two_models[0], "--data", str(tmp_path / "nope"), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a folder" in err[0]
+    assert main(["pareto", str(tmp_path / "nope.pt"), "-o", str(tmp_path / "q"), "-q"]) == 2  # every row failed
