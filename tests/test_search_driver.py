@@ -137,6 +137,61 @@ def test_a_run_is_not_overwritten_and_resume_refuses_another_config(photo_dir, t
     assert summary["evaluated"] == 4
 
 
+def test_resume_names_the_changed_proxy_keys_before_loading_any_data(photo_dir, tmp_path, monkeypatch):
+    data = config(photo_dir, tmp_path / "run", evaluations=1)
+    run_search(SearchConfig.from_dict(data), progress=False)
+    from tinysr.search import proxy
+
+    def no_load(*a, **k):
+        raise AssertionError("the data was loaded before the config was checked")
+
+    monkeypatch.setattr(proxy.ProxyData, "load", no_load)
+    changed = {**data, "proxy": {**data["proxy"], "steps": 3, "lr": 1e-3}}
+    with pytest.raises(ValueError) as e:
+        run_search(SearchConfig.from_dict(changed), resume=True, progress=False)
+    msg = str(e.value)
+    assert "proxy.lr: 0.002 -> 0.001; proxy.steps: 2 -> 3" in msg and "train_data" not in msg and "\n" not in msg
+
+
+def test_a_missing_train_data_folder_names_the_config_and_key(photo_dir, tmp_path):
+    cfg_path = tmp_path / "s.yaml"
+    data = config(photo_dir, tmp_path / "run")
+    data["proxy"]["train_data"] = [str(photo_dir), str(tmp_path / "T92")]
+    cfg_path.write_text(yaml.safe_dump(data))
+    r = _cli("search", "generator", "--config", str(cfg_path), "-q")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"{cfg_path}: proxy: train_data: {tmp_path / 'T92'}: no such folder" in r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_wrong_ray_address_fails_in_one_line_within_the_timeout_and_leaves_nothing(photo_dir, tmp_path):
+    """Nothing at the address: refused at once; a port that accepts but never answers (not a Ray GCS):
+    refused after --connect-timeout. Either way one line, exit 2, and no run folder."""
+    import socket
+
+    cfg_path = tmp_path / "s.yaml"
+    cfg_path.write_text(yaml.safe_dump(config(photo_dir, tmp_path / "run")))
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()  # nothing listens there now
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    try:
+        for address, timeout, what in ((f"127.0.0.1:{port}", "20", "cannot connect"),
+                                       (f"127.0.0.1:{silent.getsockname()[1]}", "1.5", "no answer within 1.5 s")):
+            t0 = time.time()
+            r = _cli("search", "generator", "--config", str(cfg_path), "-q", "--backend", "ray", "--workers", "1", "--address", address,
+                     "--connect-timeout", timeout, timeout=120)
+            assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+            assert f"Ray cluster at {address}: {what}" in r.stderr
+            assert time.time() - t0 < 60
+            assert not (tmp_path / "run").exists()
+    finally:
+        silent.close()
+
+
 def test_an_impossible_budget_stops_with_a_clear_error(photo_dir, tmp_path):
     cfg = SearchConfig.from_dict(config(photo_dir, tmp_path / "run", max_mult_adds=1e6, max_candidates=30))
     with pytest.raises(RuntimeError, match="30 candidates sampled, 30 rejected, and only 0 evaluated"):
@@ -153,6 +208,9 @@ def test_the_process_pool_and_ray_give_the_same_trials(photo_dir, tmp_path):
     assert finished(tmp_path / "pool") == finished(tmp_path / "inproc")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
+        from tinysr.search.backends import check_ray_address
+
+        check_ray_address(ray.get_runtime_context().gcs_address, 10.0)  # a real GCS passes the address check
         run_search(SearchConfig.from_dict({**base, "run_dir": str(tmp_path / "ray"), "backend": "ray", "workers": 2}),
                    progress=False)
         assert ray.is_initialized()  # an instance the caller started is left running

@@ -62,6 +62,7 @@ def _run_arguments(p, demo: str, strategies: str) -> None:
     p.add_argument("--workers", type=int, help="parallel evaluations (local: 0 runs them in this process)")
     p.add_argument("--threads", type=int, help="torch threads per evaluation")
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    p.add_argument("--connect-timeout", type=float, help="seconds the Ray address has to answer (default 20)")
     p.add_argument("--evaluations", type=int, help="override the number of candidates to train and score")
     p.add_argument("--json", help="also write the run's summary here")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -74,7 +75,8 @@ def _run(args, config_class, run_search) -> tuple[dict, Path]:
         raise ValueError("--strategy cannot change when resuming: the run's strategy state belongs to "
                          f"{cfg.strategy}")
     cfg = cfg.replace(run_dir=args.run_dir, strategy=args.strategy, backend=args.backend, workers=args.workers,
-                      threads=args.threads, address=args.address, evaluations=args.evaluations)
+                      threads=args.threads, address=args.address, connect_timeout=args.connect_timeout,
+                      evaluations=args.evaluations)
     return run_search(cfg, resume=args.resume, progress=not args.quiet), Path(cfg.run_dir)
 
 

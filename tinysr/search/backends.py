@@ -15,6 +15,9 @@ number of workers (evaluations are deterministic; the driver applies results in 
   Ray instance is started (and stopped at the end); with one (``ray://host:10001`` or
   ``host:6379``) the actors run on that cluster. The driver puts the decoded proxy data in Ray's
   object store once, so the cluster's machines need tinysr installed but not the image files.
+  An ``address`` is checked first (:func:`check_ray_address`: its port answers as a gRPC server
+  within ``connect_timeout`` seconds), before a run folder is created: a wrong address fails in
+  one line instead of Ray retrying its connection for minutes.
 
 An evaluation that fails on its own (a diverging loss, a candidate that cannot be built) comes back
 as a one-line error for that candidate; a backend that breaks (a worker process killed, a lost
@@ -160,14 +163,60 @@ class _RayEvaluator:
         return run_job(job, self.task, self.data, self.threads)
 
 
+#: HTTP/2's client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, a Ray Client
+#: server) answers with a SETTINGS frame of its own
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def check_ray_address(address: str, timeout: float = 20.0) -> None:
+    """One-line ``ConnectionError`` unless the Ray cluster at ``address`` (``host:port`` of its GCS,
+    or ``ray://host:port`` of a Ray Client server) answers as a gRPC server within ``timeout``
+    seconds. Ray's own ``ray.init(address=...)`` retries a wrong address for minutes; this check
+    fails at once when nothing listens there and within ``timeout`` when something else does.
+    Other forms (``auto``) are left to Ray."""
+    import socket
+    import time
+
+    text = address.strip()
+    bare = text[len("ray://"):] if text.startswith("ray://") else text
+    host, sep, port = bare.rpartition(":")
+    if not sep or not port.isdigit():
+        if text in ("auto", "local"):
+            return
+        raise ValueError(f"Ray address {address!r}: expected host:port (the head's GCS, e.g. 10.0.0.5:6379) or "
+                         "ray://host:port (a Ray Client server)")
+    host = host.strip("[]") or "127.0.0.1"
+    where = f"Ray cluster at {address}"
+    deadline = time.monotonic() + timeout
+    head = b""
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            sock.sendall(_H2_PREFACE)
+            while len(head) < 9:
+                sock.settimeout(max(0.05, deadline - time.monotonic()))
+                chunk = sock.recv(9 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except socket.timeout:
+        raise ConnectionError(f"{where}: no answer within {timeout:g} s (connect_timeout; not a Ray head's GCS "
+                              "port, or the network drops the connection)") from None
+    except OSError as e:
+        raise ConnectionError(f"{where}: cannot connect ({e.strerror or e}); is `ray start --head` running there, "
+                              "and is the address its GCS port (default 6379)?") from None
+    if len(head) < 9 or head[3] != 4:  # an HTTP/2 SETTINGS frame
+        raise ConnectionError(f"{where}: the port does not answer as a Ray head's GCS (no gRPC server there)")
+
+
 class RayBackend:
     """``workers`` Ray actors on a local instance (no ``address``) or on the cluster at ``address``."""
 
     name = "ray"
 
     def __init__(self, task: ProxyTask, data: ProxyData, workers: int = 2, threads: int = 1,
-                 address: str | None = None):
+                 address: str | None = None, connect_timeout: float = 20.0):
         self.task, self.data, self.workers, self.threads, self.address = task, data, int(workers), int(threads), address
+        self.connect_timeout = float(connect_timeout)
         self.actors: list = []
         self._started = False
 
@@ -179,6 +228,7 @@ class RayBackend:
         if not ray.is_initialized():
             kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
             if self.address:
+                check_ray_address(self.address, self.connect_timeout)
                 ray.init(address=self.address, **kwargs)
             else:
                 ray.init(num_cpus=self.workers * self.threads, **kwargs)
@@ -222,9 +272,10 @@ class RayBackend:
                 yield i, outcome
 
 
-def make_backend(name: str, task: ProxyTask, data: ProxyData, workers: int, threads: int, address: str | None = None):
+def make_backend(name: str, task: ProxyTask, data: ProxyData, workers: int, threads: int, address: str | None = None,
+                 connect_timeout: float = 20.0):
     if name == "ray":
-        return RayBackend(task, data, workers, threads, address)
+        return RayBackend(task, data, workers, threads, address, connect_timeout)
     if name != "local":
         raise ValueError(f"backend must be local or ray, not {name!r}")
     if workers == 0:

@@ -27,6 +27,7 @@
     workers: 2                          # parallel evaluations (local: 0 = in the driver's process)
     threads: 1                          # torch threads per evaluation
     address: null                       # ray: the cluster address (null: start a local instance)
+    connect_timeout: 20                 # ray: seconds for the address to answer before the run fails
 
 A latency target is ``{name, budget_ms}`` plus ``profile`` (a latency table: predicted, fast),
 ``device`` (``host`` or ``adb:SERIAL``: measured in the loop, slow and exact) or both (the
@@ -34,7 +35,7 @@ measurement decides, the prediction is recorded), ``hard`` (default true: reject
 training), and for measured targets ``threads``, ``runs``, ``warmup``, ``benchmark_binary``.
 
 Relative paths are resolved against the working directory. ``backend``, ``workers``, ``threads``,
-``address``, ``evaluations`` and ``max_candidates`` may change between a run and its resume; the
+``address``, ``connect_timeout``, ``evaluations`` and ``max_candidates`` may change between a run and its resume; the
 rest is the run's identity (:meth:`SearchConfig.identity`) and may not.
 
 A discriminator search has its own config, :class:`DiscriminatorSearchConfig` (the run fields
@@ -54,7 +55,7 @@ from .proxy import ProxyTask
 
 BACKENDS = ("local", "ray")
 #: Fields that may differ between a run and its resume (how it runs, not what it searches).
-RUNTIME_FIELDS = ("backend", "workers", "threads", "address", "evaluations", "max_candidates")
+RUNTIME_FIELDS = ("backend", "workers", "threads", "address", "connect_timeout", "evaluations", "max_candidates")
 
 
 @dataclass
@@ -142,6 +143,7 @@ class ConfigFile:
     workers: int = 2
     threads: int = 1
     address: str | None = None
+    connect_timeout: float = 20.0
 
     @classmethod
     def from_file(cls, path: str | Path) -> "ConfigFile":
@@ -164,6 +166,9 @@ class ConfigFile:
             raise ValueError(f"{source}: workers and max_candidates must be >= 0")
         if self.backend not in BACKENDS:
             raise ValueError(f"{source}: backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if not self.connect_timeout > 0:
+            raise ValueError(f"{source}: connect_timeout must be a positive number of seconds, got "
+                             f"{self.connect_timeout}")
         if self.backend == "ray" and self.workers < 1:
             raise ValueError(f"{source}: the ray backend needs workers >= 1")
 

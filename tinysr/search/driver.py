@@ -40,8 +40,8 @@ from tinysr.imageio import atomic_write
 from tinysr.models.tpsr import CellSR
 
 from . import run_store
-from .backends import make_backend
-from .config import SearchConfig
+from .backends import check_ray_address, make_backend
+from .config import RUNTIME_FIELDS, SearchConfig
 from .proxy import ProxyData, bicubic_psnr
 from .reward import Reward
 from .space import TPSR_SPACE
@@ -117,8 +117,19 @@ def _load_checkpoint(path: Path, strategy, store_class=WeightStore) -> tuple[Wei
     return store, _Counters(**state["counters"], history=list(state["history"]))
 
 
-def _differences(a: dict, b: dict) -> list[str]:
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every key that differs; sections (dicts on both sides) by their own
+    keys (``proxy.steps: 200 -> 100``), so a long section never fills the message."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        old, new = a.get(k), b.get(k)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += _differences(old, new, f"{prefix}{k}.")
+        else:
+            out.append(f"{prefix}{k}: {old!r} -> {new!r}")
+    return out
 
 
 class Search:
@@ -144,17 +155,19 @@ class Search:
         if not resume and exists:
             raise ValueError(f"{self.run_dir} already holds a search run: continue it with --resume, "
                              "or choose another run_dir")
+        if cfg.backend == "ray" and cfg.address:  # before anything is created: a wrong address leaves nothing behind
+            check_ray_address(cfg.address, cfg.connect_timeout)
+        if resume:  # the run and its config are checked before any data is loaded
+            self.info, self.study = run_store.open_run(self.run_dir)
+            meta = self.info.meta
+            diffs = _differences(self._stored_identity(meta["config"]), cfg.identity())
+            if diffs:
+                raise ValueError(f"{self.run_dir} was started with another configuration ({'; '.join(diffs)}); "
+                                 f"only {', '.join(RUNTIME_FIELDS)} may change")
         self._prepare()
         self.data = ProxyData.load(cfg.proxy, progress=progress)
         self.strategy = make_strategy(cfg.strategy, self.space, seed=cfg.seed, **cfg.strategy_options)
         if resume:
-            self.info, self.study = run_store.open_run(self.run_dir)
-            meta = self.info.meta
-            diffs = _differences(self.config_class.from_dict(meta["config"], "the run's config").identity(),
-                                 cfg.identity())
-            if diffs:
-                raise ValueError(f"{self.run_dir} was started with another configuration ({'; '.join(diffs)}); "
-                                 "only backend, workers, threads, address, evaluations and max_candidates may change")
             if meta["data"] != self.data.fingerprint():
                 raise ValueError(f"{self.run_dir}: the proxy data changed since the run started "
                                  "(other training or validation images)")
@@ -173,6 +186,13 @@ class Search:
         self.trials_dir.mkdir(parents=True, exist_ok=True)
         self.best: _Candidate | None = None
         self._carry_s = 0.0  # the last checkpoint write, counted in the next round's driver time
+
+    def _stored_identity(self, stored: dict) -> dict:
+        """The identity of the run's recorded config (its fields as this version reads them)."""
+        try:
+            return self.config_class.from_dict(stored, "the run's config").identity()
+        except (ValueError, FileNotFoundError):  # e.g. a folder or table since moved: compare as recorded
+            return {k: v for k, v in stored.items() if k not in RUNTIME_FIELDS + ("run_dir", "storage")}
 
     # ----------------------------------------------------------------- problem
     def _prepare(self) -> None:
@@ -370,7 +390,8 @@ class Search:
         cfg = self.cfg
         self._load_best()
         cache = self._cache()
-        backend = backend or make_backend(cfg.backend, cfg.proxy, self.data, cfg.workers, cfg.threads, cfg.address)
+        backend = backend or make_backend(cfg.backend, cfg.proxy, self.data, cfg.workers, cfg.threads, cfg.address,
+                                          cfg.connect_timeout)
         bar = tqdm(total=cfg.evaluations, initial=min(cfg.evaluations, self.n.evaluated + self.n.failed),
                    desc=f"search {self.run_dir.name}", unit="eval", disable=not self.progress, dynamic_ncols=True)
         try:

@@ -83,6 +83,9 @@ class ProxyTask:
             self.train_data = [self.train_data]
         if not self.train_data:
             raise ValueError(f"{source}: train_data must list at least one folder of HR images")
+        for folder in self.train_data:
+            if not os.path.isdir(folder):
+                raise FileNotFoundError(f"{source}: train_data: {folder}: no such folder of HR images")
         from tinysr.models.blocks import num_x2_steps
 
         try:
