@@ -189,8 +189,13 @@ def _config(tmp_path: Path, **over) -> dict:
 
 
 def test_search_end_to_end(tmp_path):
+    import warnings
+
     cfg = TrilevelConfig.from_dict(_config(tmp_path, backbone="A", cells=[1, 1], efficiency="flops"))
-    result = run_trilevel(cfg, progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_trilevel(cfg, progress=False)
+    assert not [w for w in caught if "requires_grad" in str(w.message)]  # no tensor-to-scalar warning per step
     run = Path(cfg.run_dir)
     g = TrilevelGenotype.parse(result["genotype"])
     model = TrilevelSR(g, 4, 8)
@@ -213,6 +218,31 @@ def test_search_end_to_end(tmp_path):
     assert len(shown) == 2 + cfg.epochs + 1
     with pytest.raises(FileExistsError, match="--resume"):
         run_trilevel(cfg, progress=False)
+    # search show --plots redraws both figures of a trilevel run
+    from tinysr.cli.main import main
+
+    assert main(["search", "show", str(run), "--plots", str(tmp_path / "plots")]) == 0
+    for png in ("arch_weights.png", "derived.png"):
+        assert (tmp_path / "plots" / png).stat().st_size > 5000
+
+
+def test_arch_weight_plot_labels_widths_and_skips_ops_without_one():
+    """The kernel-level curves: one per node on the derived path whose chosen op has a width,
+    labelled with the width as the genotype writes it (mb3:48, not "ratio #2")."""
+    from tinysr.search.trilevel import arch_weight_series
+
+    snap = {"epoch": 1, "outputs": [[1], [2]], "w": [0.3, 0.7], "ops": ["conv3", "res3", "mb3"],
+            "ratios": [0.5, 1.0, 1.5], "n_feats": 16, "cells": [[1], [2]], "output": [2],
+            # cell 1: node 0 conv3 (no width), node 1 mb3; cell 2: node 0 res3, node 1 conv3
+            "a": [[[0.8, 0.1, 0.1], [0.0, 0.2, 0.8]], [[0.1, 0.9, 0.0], [1.0, 0.0, 0.0]]],
+            "p": [[[0.2, 0.3, 0.5], [0.1, 0.2, 0.7]], [[0.6, 0.3, 0.1], [0.3, 0.3, 0.4]]]}
+    series = arch_weight_series([snap, {**snap, "epoch": 2}])
+    assert [label for label, _ in series["cell"]] == ["cell 1 node 0: conv3", "cell 1 node 1: mb3",
+                                                      "cell 2 node 0: res3", "cell 2 node 1: conv3"]
+    assert series["kernel"] == [("cell 1 node 1: mb3:48", [0.7, 0.7]), ("cell 2 node 0: res3:8", [0.6, 0.6])]
+    old = {k: v for k, v in snap.items() if k != "n_feats"}  # a history written before n_feats was recorded
+    assert [lab for lab, _ in arch_weight_series([old])["kernel"]] == ["cell 1 node 1: x1.5", "cell 2 node 0: x0.5"]
+    assert [lab for lab, _ in arch_weight_series([old], n_feats=16)["kernel"]][0] == "cell 1 node 1: mb3:48"
 
 
 def test_search_with_latency_table_and_teacher(tmp_path):
@@ -240,6 +270,18 @@ def test_search_with_latency_table_and_teacher(tmp_path):
 def test_config_errors(tmp_path, change, error):
     with pytest.raises(ValueError, match=error):
         TrilevelConfig.from_dict(_config(tmp_path, **change))
+
+
+def test_a_missing_profile_names_the_config_and_key(tmp_path):
+    path = tmp_path / "tri.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(_config(tmp_path, efficiency="latency", profile="profiles/nope.json")))
+    r = subprocess.run([sys.executable, "-m", "tinysr.cli.main", "search", "trilevel", "--config", str(path), "-q"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"{path}: profile: no latency table profiles/nope.json" in r.stderr and "Errno" not in r.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def _final_state(run: Path) -> dict:
@@ -278,7 +320,14 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
     for k in a["net"]:
         assert torch.equal(a["net"][k], b["net"][k]), k
     assert json.loads((run / "result.json").read_text())["genotype"] == ref["genotype"]
-    assert (run / "log.csv").read_text() .splitlines()[1:] != []
+    # log.csv: the epoch the kill cut has the means of all its steps (its sums were checkpointed), as
+    # the uninterrupted run's; only the seconds differ
+    import csv
+
+    def log(folder):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader((folder / "log.csv").open())]
+
+    assert len(log(run)) == 3 and log(run) == log(Path(ref_cfg.run_dir))
     with pytest.raises(ValueError, match="another config"):
         run_trilevel(TrilevelConfig.from_dict({**base, "order_weight": 2.0}), resume=True, progress=False)
 

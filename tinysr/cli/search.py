@@ -148,14 +148,23 @@ def cmd_search_trilevel(args) -> int:
 
 def cmd_search_show(args) -> int:
     from tinysr.search.report import format_leaderboard, plot_pareto, plot_reward, summarise
-    from tinysr.search.trilevel import format_run, is_trilevel_run, plot_arch_weights
+    from tinysr.search.trilevel import format_run, is_trilevel_run, plot_arch_weights, plot_derived
 
     if is_trilevel_run(args.run):  # a gradient-based run: its epochs and derived network, not a leaderboard
         print(format_run(args.run))
-        history = Path(args.run) / "history.json"
-        if not args.no_plots and history.is_file():
+        run = Path(args.run)
+        history, result = run / "history.json", run / "result.json"
+        if not args.no_plots:
             out = Path(args.plots or args.run)
-            print(f"plots: {plot_arch_weights(json.loads(history.read_text()), out / 'arch_weights.png')}")
+            out.mkdir(parents=True, exist_ok=True)
+            plots = []
+            if history.is_file():
+                n_feats = json.loads((run / "run.json").read_text())["config"].get("n_feats")
+                plots.append(plot_arch_weights(json.loads(history.read_text()), out / "arch_weights.png", n_feats))
+            if result.is_file():
+                plots.append(plot_derived(json.loads(result.read_text()), out / "derived.png"))
+            if plots:
+                print("plots: " + ", ".join(str(p) for p in plots))
         return 0
     summary = summarise(args.run)
     if args.json:

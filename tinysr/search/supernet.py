@@ -322,7 +322,7 @@ class Supernet(nn.Module):
         """The architecture weights as plain lists (for the run's history and plots)."""
         with torch.no_grad():
             return {"outputs": [list(s) for s in self.outputs], "w": self.output_weights().tolist(),
-                    "ops": list(self.spec.ops), "ratios": list(self.spec.ratios),
+                    "ops": list(self.spec.ops), "ratios": list(self.spec.ratios), "n_feats": self.spec.n_feats,
                     "cells": [list(s) for s in self.cell_states], "a": self.op_weights().tolist(),
                     "p": self.width_probs().tolist(), "r_network": self.r_network, "r_cell": self.r_cell,
                     "tau": self.tau}

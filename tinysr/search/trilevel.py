@@ -141,6 +141,9 @@ class TrilevelConfig:
             bad(f"efficiency must be one of {', '.join(EFFICIENCY)}, got {self.efficiency!r}")
         if self.efficiency == "latency" and not self.profile:
             bad("efficiency: latency needs a profile (a trilevel latency table: tinysr lut build --space trilevel)")
+        if self.efficiency == "latency" and not Path(self.profile).is_file():
+            raise FileNotFoundError(f"{source}: profile: no latency table {self.profile} (tinysr lut build --space "
+                                    "trilevel writes one)")
         for name in ("r_network", "r_cell"):
             v = getattr(self, name)
             if len(v) != 2 or not all(0.0 <= x <= 1.0 for x in v):
@@ -175,6 +178,10 @@ class TrilevelConfig:
 
 
 # ------------------------------------------------------------------------------ the run
+def _no_sums() -> dict:
+    return {"loss": 0.0, "cost": 0.0, "order": 0.0, "n": 0}
+
+
 class TrilevelSearch:
     """One trilevel search run in ``cfg.run_dir`` (new, or resumed from its checkpoint)."""
 
@@ -217,6 +224,7 @@ class TrilevelSearch:
         self.opt_a = torch.optim.Adam(self.net.arch.parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999))
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step, self.history, self.log_rows = 0, [], []
+        self.sums = _no_sums()  # the current epoch's sums (checkpointed: an epoch cut by a kill keeps its mean)
         self.budget = cfg.efficiency_budget
         if resume and (self.run / "checkpoint.pt").is_file():
             self._load()
@@ -292,7 +300,8 @@ class TrilevelSearch:
     def _state(self) -> dict:
         return {"format": CKPT_FORMAT, "step": self.step, "net": self.net.state_dict(),
                 "opt_w": self.opt_w.state_dict(), "sched": self.sched.state_dict(), "opt_a": self.opt_a.state_dict(),
-                "gen": self.gen.get_state(), "history": self.history, "log": self.log_rows, "budget": self.budget}
+                "gen": self.gen.get_state(), "history": self.history, "log": self.log_rows, "budget": self.budget,
+                "sums": dict(self.sums)}
 
     def _save(self) -> None:
         state = self._state()
@@ -310,6 +319,10 @@ class TrilevelSearch:
         self.gen.set_state(state["gen"])
         self.step, self.history, self.log_rows = state["step"], state["history"], state["log"]
         self.budget = state["budget"]
+        if "sums" not in state and self.step % self.cfg.proxy.steps:
+            raise ValueError(f"{path}: written mid-epoch by an older version without the epoch's sums; resume "
+                             "it with that version or start the run again")
+        self.sums = dict(state.get("sums") or _no_sums())
         self._set_schedule(self.step)
 
     # -------------------------------------------------------------------------------- run
@@ -323,7 +336,6 @@ class TrilevelSearch:
             from tqdm import tqdm
 
             bar = tqdm(total=total, initial=self.step, desc="trilevel search", unit="step", dynamic_ncols=True)
-        sums = {"loss": 0.0, "cost": 0.0, "order": 0.0, "n": 0}
         started = time.time()
         for (lr, hr), (alr, ahr) in zip(w_batches, a_batches):
             self._set_schedule(self.step)
@@ -332,7 +344,7 @@ class TrilevelSearch:
             self.opt_w.zero_grad(set_to_none=True)
             loss = self._task_loss(self.net(lr, self.gen), self._target(lr, hr))
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"trilevel search diverged at step {self.step} (loss {float(loss)}): "
+                raise FloatingPointError(f"trilevel search diverged at step {self.step} (loss {loss.item()}): "
                                          "lower proxy.lr")
             loss.backward()
             self.opt_w.step()
@@ -350,16 +362,16 @@ class TrilevelSearch:
                 a_loss.backward()
                 self.opt_a.step()
             self.step += 1
-            sums["loss"] += float(loss)
-            sums["cost"] += float(cost)
-            sums["order"] += float(order)
-            sums["n"] += 1
+            values = {"loss": loss.detach().item(), "cost": cost.detach().item(), "order": order.detach().item()}
+            for k, v in values.items():
+                self.sums[k] += v
+            self.sums["n"] += 1
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix_str(f"loss {float(loss):.4f} cost {float(cost):.3g} r {self.net.r_cell:.2f}")
+                bar.set_postfix_str(f"loss {values['loss']:.4f} cost {values['cost']:.3g} r {self.net.r_cell:.2f}")
             if self.step % per == 0:
-                self._end_epoch(sums, time.time() - started)
-                sums = {"loss": 0.0, "cost": 0.0, "order": 0.0, "n": 0}
+                self._end_epoch(self.sums, time.time() - started)
+                self.sums = _no_sums()
                 self._save()
             elif self.step % cfg.ckpt_every == 0:
                 self._save()
@@ -463,40 +475,64 @@ def format_run(run_dir) -> str:
 
 
 # ------------------------------------------------------------------------------ plots
-def plot_arch_weights(history: list, png) -> Path:
-    """Architecture weights over the epochs: the output (network-level) weights, and the operation
-    and width weights of every node on the last derived path."""
-    plt = pyplot()
-    epochs = [h["epoch"] for h in history]
+def arch_weight_series(history: list, n_feats: int | None = None) -> dict[str, list[tuple[str, list[float]]]]:
+    """The curves of :func:`plot_arch_weights`, ``{"network" | "cell" | "kernel": [(label, values
+    per epoch)]}``: the nonzero output weights; on the last derived path, each node's chosen
+    operation's weight; and, for a node whose chosen operation has a width (``res3``, ``mb3``), the
+    probability of its chosen width, labelled ``op:hidden`` as in the genotype (``n_feats``: the
+    run's, when the history predates its recording; without either, the ratio ``x1.5``)."""
+    from tinysr.models.trilevel import WIDTH_OPS, hidden_width
+
     last = history[-1]
-    ops = last["ops"]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    ax = axes[0]
+    ops, ratios = last["ops"], last.get("ratios")
+    n = last.get("n_feats", n_feats)
+    series: dict[str, list] = {"network": [], "cell": [], "kernel": []}
     for i, s in enumerate(last["outputs"]):
         ys = [h["w"][i] for h in history]
         if max(ys) > 0:
-            ax.plot(epochs, ys, marker=".", label="cells " + "/".join(map(str, s)))
-    ax.set(title="network level: output weights (sorted sparsestmax)", xlabel="epoch", ylabel="weight")
-    ax.legend(fontsize=7, ncol=2)
-    path_cells = _path_cells(last)
-    ax = axes[1]
-    for c in path_cells:
+            series["network"].append(("cells " + "/".join(map(str, s)), ys))
+    for c in _path_cells(last):
         ci = last["cells"].index(c)
         for j in range(len(last["a"][ci])):
             a = [h["a"][ci][j] for h in history]
             k = max(range(len(ops)), key=lambda k: a[-1][k])
-            ax.plot(epochs, [v[k] for v in a], marker=".", label=f"cell {'/'.join(map(str, c))} node {j}: {ops[k]}")
-    ax.set(title="cell level: weight of each chosen op (sparsestmax)", xlabel="epoch", ylabel="weight", ylim=(0, 1.05))
-    ax.legend(fontsize=7)
-    ax = axes[2]
-    for c in path_cells:
-        ci = last["cells"].index(c)
-        for j in range(len(last["p"][ci])):
+            where = f"cell {'/'.join(map(str, c))} node {j}"
+            series["cell"].append((f"{where}: {ops[k]}", [v[k] for v in a]))
+            if ops[k] not in WIDTH_OPS:
+                continue  # no width to choose
             p = [h["p"][ci][j] for h in history]
-            k = max(range(len(p[-1])), key=lambda k: p[-1][k])
-            ax.plot(epochs, [v[k] for v in p], marker=".", label=f"cell {'/'.join(map(str, c))} node {j}: ratio #{k}")
-    ax.set(title="kernel level: probability of the chosen width", xlabel="epoch", ylabel="probability", ylim=(0, 1.05))
-    ax.legend(fontsize=7)
+            m = max(range(len(p[-1])), key=lambda m: p[-1][m])
+            if ratios is None:
+                width = f"width #{m}"
+            elif n is None:
+                width = f"x{ratios[m]:g}"
+            else:
+                width = f"{ops[k]}:{hidden_width(ops[k], n, ratios[m])}"
+            series["kernel"].append((f"{where}: {width}", [v[m] for v in p]))
+    return series
+
+
+def plot_arch_weights(history: list, png, n_feats: int | None = None) -> Path:
+    """Architecture weights over the epochs: the output (network-level) weights, and the operation
+    and width weights of every node on the last derived path (:func:`arch_weight_series`)."""
+    plt = pyplot()
+    epochs = [h["epoch"] for h in history]
+    series = arch_weight_series(history, n_feats)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    titles = {"network": ("network level: output weights (sorted sparsestmax)", "weight"),
+              "cell": ("cell level: weight of each chosen op (sparsestmax)", "weight"),
+              "kernel": ("kernel level: probability of the chosen width (width-searched ops)", "probability")}
+    for ax, (level, (title, ylabel)) in zip(axes, titles.items()):
+        for label, ys in series[level]:
+            ax.plot(epochs, ys, marker=".", label=label)
+        ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+        if level != "network":
+            ax.set_ylim(0, 1.05)
+        if series[level]:
+            ax.legend(fontsize=7, ncol=2 if level == "network" else 1)
+        elif level == "kernel":
+            ax.text(0.5, 0.5, "no width-searched op on the derived path", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=8)
     fig.tight_layout()
     return save_png(fig, png)
 
