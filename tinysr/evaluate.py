@@ -1,5 +1,5 @@
-"""``tinysr eval``: per-image PSNR / SSIM / LPIPS (VGG and/or AlexNet) on a benchmark folder,
-paper conventions.
+"""``tinysr eval``: per-image PSNR / SSIM / LPIPS (VGG and/or AlexNet) / grid residual on a benchmark
+folder, paper conventions.
 
 Y channel (BT.601 studio range), shave = scale, SR output clamped and rounded to 8 bits.
 """
@@ -13,19 +13,22 @@ import numpy as np
 
 from .data.datasets import benchmark_dataset
 from .imageio import quantize, save_image
+from .metrics.grid import grid_residual_or_none
 from .metrics.psnr_ssim import psnr_y, ssim_y
 from .upscale import upscale_array
 
 
 @dataclass
 class Row:
-    """Scores of one image. ``lpips`` is LPIPS-VGG (the paper's); ``lpips_alex`` LPIPS-Alex."""
+    """Scores of one image. ``lpips`` is LPIPS-VGG (the paper's); ``lpips_alex`` LPIPS-Alex; ``grid`` the
+    grid residual (:mod:`tinysr.metrics.grid`, period = scale; None for an image under one block)."""
 
     image: str
     psnr: float
     ssim: float | None = None
     lpips: float | None = None
     lpips_alex: float | None = None
+    grid: float | None = None
 
 
 LPIPS_FIELDS = {"vgg": "lpips", "alex": "lpips_alex"}  # LPIPS trunk -> Row field
@@ -173,7 +176,8 @@ def score_dataset(runner, ds, *, ssim: bool = True, lpips_model=None, save_dir: 
 
     The one scoring loop of the package: ``tinysr eval``, training validation and the export's
     quality check all go through it. Paper conventions: the SR output is tiled as ``tinysr
-    upscale`` does, clamped and rounded to 8 bits; Y-PSNR / SSIM with shave = scale.
+    upscale`` does, clamped and rounded to 8 bits; Y-PSNR / SSIM with shave = scale; the grid residual
+    (:func:`tinysr.metrics.grid.grid_residual`, period = scale) of every image.
     ``lpips_model``: an :class:`~tinysr.metrics.lpips.LPIPS` or a sequence of them; each fills the
     row field of its trunk (``lpips`` for VGG, ``lpips_alex`` for AlexNet).
     ``save_dir``: write each 8-bit SR output there as ``NAME.png``. ``outputs``: a dict that receives
@@ -196,7 +200,8 @@ def score_dataset(runner, ds, *, ssim: bool = True, lpips_model=None, save_dir: 
         hr = quantize(hr_t.numpy().transpose(1, 2, 0))
         sr = quantize(upscale_array(runner, lr, tile=tile))
         name = Path(ds.names[i]).stem
-        row = Row(name, psnr_y(sr, hr, scale), ssim_y(sr, hr, scale) if ssim else None)
+        row = Row(name, psnr_y(sr, hr, scale), ssim_y(sr, hr, scale) if ssim else None,
+                  grid=grid_residual_or_none(sr, hr, scale))
         if lpips_models:
             from .metrics.lpips import lpips_distance
         for m in lpips_models:
@@ -315,11 +320,12 @@ def _mean(values) -> float | None:
 
 def mean_row(rows: list[Row]) -> Row:
     return Row("mean", float(np.mean([r.psnr for r in rows])), _mean(r.ssim for r in rows),
-               _mean(r.lpips for r in rows), _mean(r.lpips_alex for r in rows))
+               _mean(r.lpips for r in rows), _mean(r.lpips_alex for r in rows), _mean(r.grid for r in rows))
 
 
 def format_table(rows: list[Row]) -> str:
-    """Text table. One LPIPS column reads ``LPIPS`` (VGG) or ``LPIPS-Alex``; both: ``LPIPS-VGG``, ``LPIPS-Alex``."""
+    """Text table. One LPIPS column reads ``LPIPS`` (VGG) or ``LPIPS-Alex``; both: ``LPIPS-VGG``, ``LPIPS-Alex``;
+    then ``Grid`` (the grid residual, grey levels) when computed."""
     has_vgg = any(r.lpips is not None for r in rows)
     has_alex = any(r.lpips_alex is not None for r in rows)
     cols = []  # (header, width, field)
@@ -327,6 +333,8 @@ def format_table(rows: list[Row]) -> str:
         cols.append(("LPIPS-VGG" if has_alex else "LPIPS", 11 if has_alex else 9, "lpips"))
     if has_alex:
         cols.append(("LPIPS-Alex", 12, "lpips_alex"))
+    if any(r.grid is not None for r in rows):
+        cols.append(("Grid", 8, "grid"))
     head = f"{'image':<16}{'PSNR':>9}{'SSIM':>9}" + "".join(f"{h:>{w}}" for h, w, _ in cols)
 
     def num(v, w, digits):

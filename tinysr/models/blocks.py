@@ -58,3 +58,73 @@ def num_x2_steps(scale: int) -> int:
     if scale < 2 or 2 ** steps != scale:
         raise ValueError(f"scale must be a power of two >= 2, got {scale}")
     return steps
+
+
+def icnr_(conv: nn.Conv2d, scale: int, init=None) -> nn.Conv2d:
+    """ICNR initialisation (Aitken et al. 2017, "Checkerboard artifact free sub-pixel convolution") of
+    a convolution that feeds ``PixelShuffle(scale)``, in place.
+
+    A kernel for ``out_channels / scale^2`` outputs is drawn (``init``, default: PyTorch's own
+    ``Conv2d`` initialisation, Kaiming-uniform with a = sqrt(5)) and each of its output channels is
+    repeated ``scale^2`` times in PixelShuffle order (channel ``c * scale^2 + k`` -> output channel
+    ``c``, sub-pixel ``k``); the bias likewise. At initialisation every sub-pixel of an output
+    block then gets the same value: conv + pixel shuffle equals conv + nearest-neighbour
+    up-sampling, with no checkerboard. Training is free to move the copies apart."""
+    r2 = int(scale) ** 2
+    if conv.groups != 1:
+        raise ValueError(f"ICNR needs an ungrouped convolution, got groups={conv.groups}")
+    if conv.out_channels % r2:
+        raise ValueError(f"ICNR at scale {scale}: the convolution's {conv.out_channels} output channels are not "
+                         f"a multiple of {r2}")
+    n = conv.out_channels // r2
+    sub = torch.empty(n, *conv.weight.shape[1:], dtype=conv.weight.dtype, device=conv.weight.device)
+    if init is None:
+        nn.init.kaiming_uniform_(sub, a=math.sqrt(5))
+    else:
+        init(sub)
+    with torch.no_grad():
+        conv.weight.copy_(sub.repeat_interleave(r2, dim=0))
+        if conv.bias is not None:
+            fan_in = conv.weight[0].numel()
+            bias = torch.empty(n, dtype=conv.bias.dtype, device=conv.bias.device)
+            nn.init.uniform_(bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+            conv.bias.copy_(bias.repeat_interleave(r2))
+    return conv
+
+
+def apply_icnr(model: nn.Module, input_size: int = 16) -> list[str]:
+    """ICNR-initialise (:func:`icnr_`) every ``Conv2d`` whose output goes straight into a
+    ``nn.PixelShuffle`` in ``model``'s forward pass (found by running it once on an
+    ``input_size``-pixel input with as many channels as its first convolution takes); returns their
+    names. Convolutions whose output is changed first (a sum with an anchor, an activation) are left
+    alone: ICNR is about the sub-pixel convolution itself."""
+    convs = {m: name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    if not convs:
+        return []
+    produced: dict[int, nn.Conv2d] = {}
+    fed: list[tuple[nn.Conv2d, int]] = []
+
+    def on_conv(module, _inputs, output):
+        produced[id(output)] = (module, output)  # the tensor is kept alive so its id stays unique
+
+    def on_shuffle(module, inputs):
+        hit = produced.get(id(inputs[0]))
+        if hit is not None and hit[1] is inputs[0] and all(hit[0] is not c for c, _ in fed):
+            fed.append((hit[0], module.upscale_factor))
+
+    hooks = [m.register_forward_hook(on_conv) for m in convs]
+    hooks += [m.register_forward_pre_hook(on_shuffle) for m in model.modules() if isinstance(m, nn.PixelShuffle)]
+    first = next(iter(convs))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, first.in_channels, input_size, input_size))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+        produced.clear()
+    for conv, scale in fed:
+        icnr_(conv, scale)
+    return [convs[c] for c, _ in fed]

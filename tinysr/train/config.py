@@ -33,6 +33,7 @@ class TrainConfig:
     workers: int = 1
     threads: int = 0  # torch intra-op threads (0: torch's default)
     init_from: str | None = None  # checkpoint whose matching tensors initialise the model (e.g. x2 -> x4)
+    icnr: bool = False  # ICNR-initialise the convolutions feeding a PixelShuffle at model creation (before init_from)
     repeat: int = 20  # dataset repetitions per epoch (only affects epoch bookkeeping)
     gan: GanConfig | None = None  # stage two (GAN fine-tuning) when given; see GanConfig
 
@@ -106,6 +107,9 @@ class TrainConfig:
         for name in ("patch_size", "batch_size", "steps", "val_every", "ckpt_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.icnr and self.gan is not None:
+            raise ValueError("icnr initialises a new generator (the L1 stage); the GAN stage starts from the "
+                             "init_from checkpoint: set icnr in the L1 run's config")
         from ..models import get_entry
 
         self.model = get_entry(self.model, kind="generator").name  # tpsr-x4 -> tpsr_x4; an unknown name suggests the nearest

@@ -55,7 +55,13 @@ def build_model(cfg: TrainConfig) -> nn.Module:
         if family not in ("tpsr", "trilevel") or (family == "trilevel" and not trilevel):
             raise ValueError(f"genotype {cfg.genotype!r} does not apply to {cfg.model} ({family} family): a TPSR "
                              "cell goes with a tpsr model, a trilevel genotype ('A ...' / 'B ...') with trilevel_x4")
-    return create_model(cfg.model, **kwargs)
+    model = create_model(cfg.model, **kwargs)
+    if cfg.icnr:
+        from ..models.blocks import apply_icnr
+
+        if not apply_icnr(model):
+            raise ValueError(f"icnr: {cfg.model} has no convolution feeding a PixelShuffle")
+    return model
 
 
 def init_from_checkpoint(model: nn.Module, path: str) -> list[str]:
