@@ -38,10 +38,9 @@ def check_at_least(flag: str, value: int, low: int, meaning: str) -> None:
 
 def cmd_models(args):
     from ..checkpoint import has_bundled_weights
-    from ..complexity import measure
+    from ..complexity import build_on_meta, measure
     from ..models import create_model, get_entry, list_models
     from ..models.registry import name_hint
-    import torch
 
     h, w = parse_size(args.input_size)
     names = list_models(args.pattern) or list_models(args.pattern.lower().replace("-", "_"))
@@ -50,9 +49,7 @@ def cmd_models(args):
     print(f"{'name':<14}{'scale':>6}{'params':>12}{'Mult-Adds':>14}  weights  description")
     for name in names:
         e = get_entry(name)
-        with torch.device("meta"):  # shapes only: no weights to initialise, no arithmetic to count
-            model = create_model(name)
-        c = measure(model, (h, w))
+        c = measure(build_on_meta(lambda: create_model(name)), (h, w))  # shapes only: no arithmetic
         print(f"{name:<14}{'x' + str(e.scale):>6}{c.params / 1e3:>10.1f} K{c.mult_adds / 1e9:>12.2f} G  "
               f"{'bundled' if has_bundled_weights(name) else '-':<8} {e.description}")
     print(f"(Mult-Adds for a {h}x{w} LR input)")
