@@ -18,7 +18,7 @@ from tinysr.search import run_store
 from tinysr.search.config import DiscriminatorSearchConfig
 from tinysr.search.gan_proxy import reward_of_history
 from tinysr.search.space import TPSR_D_SPACE, TPSR_SPACE, space_from_identity
-from tinysr.search.strategies import make_strategy
+from tinysr.search.registry import make_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -279,3 +279,5 @@ def test_task_from_dict_validates(folders):
         with pytest.raises(ValueError, match=message) as e:
             ProxyTask.from_dict(data, source="cfg: proxy")
         assert "\n" not in str(e.value) and str(e.value).startswith("cfg: proxy")
+    with pytest.raises(FileNotFoundError, match=r"^cfg: proxy: train_data: nowhere/T92: no such folder"):
+        ProxyTask.from_dict({"train_data": [folders["clean"], "nowhere/T92"]}, source="cfg: proxy")

@@ -147,7 +147,6 @@ def cmd_search_trilevel(args) -> int:
 
 
 def cmd_search_show(args) -> int:
-    from tinysr.search.report import format_leaderboard, plot_pareto, plot_reward, summarise
     from tinysr.search.trilevel import format_run, is_trilevel_run, plot_arch_weights, plot_derived
 
     if is_trilevel_run(args.run):  # a gradient-based run: its epochs and derived network, not a leaderboard
@@ -166,6 +165,8 @@ def cmd_search_show(args) -> int:
             if plots:
                 print("plots: " + ", ".join(str(p) for p in plots))
         return 0
+    from tinysr.search.report import format_leaderboard, plot_pareto, plot_reward, summarise  # Optuna's run store
+
     summary = summarise(args.run)
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -104,8 +104,8 @@ from .space import (CELL_INPUT_PARAM, TPSR_D_SPACE, TPSR_SPACE, DiscriminatorSpa
                     space_size)
 from .optuna_strategy import NSGA2Strategy, OptunaStrategy, TPEStrategy
 from .proxy import ProxyData, ProxyResult, ProxyTask, bicubic_psnr, evaluate_candidate, train_steps, validation_psnr
-from .strategies import (DEFAULT_LR, ENAS_PYTORCH_LR, STRATEGIES, RandomStrategy, ReinforceStrategy, Strategy,
-                         make_strategy)
+from .registry import STRATEGIES, make_strategy
+from .strategies import DEFAULT_LR, ENAS_PYTORCH_LR, RandomStrategy, ReinforceStrategy, Strategy
 from .weight_store import WeightStore
 
 __all__ = [

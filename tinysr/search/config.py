@@ -213,7 +213,7 @@ class SearchConfig(ConfigFile):
         if self.max_mult_adds is not None and not self.max_mult_adds > 0:
             raise ValueError(f"{source}: max_mult_adds must be positive or null, got {self.max_mult_adds}")
         self.psnr_floor(None)  # "auto", null or a number
-        from .strategies import STRATEGIES
+        from .registry import STRATEGIES
 
         if self.strategy not in STRATEGIES:
             raise ValueError(f"{source}: unknown strategy {self.strategy!r}; known: {', '.join(sorted(STRATEGIES))}")

@@ -45,7 +45,7 @@ from .config import RUNTIME_FIELDS, SearchConfig
 from .proxy import ProxyData, bicubic_psnr
 from .reward import Reward
 from .space import TPSR_SPACE
-from .strategies import make_strategy
+from .registry import make_strategy
 from .weight_store import WeightStore
 
 CHECKPOINT_FORMAT = "tinysr.search-checkpoint/1"

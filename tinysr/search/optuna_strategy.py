@@ -84,7 +84,7 @@ import functools
 import warnings
 
 from .space import TPSR_SPACE, GeneratorSpace
-from .strategies import STRATEGIES, Strategy
+from .strategies import Strategy
 
 #: NSGA-II population size (see the module doc).
 DEFAULT_POPULATION = 10
@@ -363,4 +363,3 @@ class TPEStrategy(OptunaStrategy):
             multivariate=self.multivariate, constant_liar=self.constant_liar, seed=seed)
 
 
-STRATEGIES.update({cls.name: cls for cls in (NSGA2Strategy, TPEStrategy)})

@@ -22,7 +22,7 @@ strategy has no single best result: ``best_reward`` / ``best_decisions`` / ``bes
 ``None`` (the driver picks its best from its own run store; the Optuna strategies list their
 non-dominated results with ``pareto_front()``).
 
-Strategies (:data:`STRATEGIES`, :func:`make_strategy`):
+Strategies (by name: :data:`tinysr.search.registry.STRATEGIES`, :func:`tinysr.search.registry.make_strategy`):
 
 ``random``
     Uniform sampling (:meth:`GeneratorSpace.sample`): the baseline every claim about a search is
@@ -448,20 +448,3 @@ class ReinforceStrategy(Strategy):
         self.worst = None if state["worst"] is None else float(state["worst"])
         self.updates = int(state["updates"])
         self.pending = [(tuple(int(v) for v in d), None if r is None else float(r)) for d, r in state["pending"]]
-
-
-STRATEGIES = {cls.name: cls for cls in (RandomStrategy, ReinforceStrategy)}
-
-
-def make_strategy(name: str, space: GeneratorSpace = TPSR_SPACE, seed: int | None = 0, **options) -> Strategy:
-    """A strategy by name (:data:`STRATEGIES`); ``options`` go to its constructor."""
-    try:
-        cls = STRATEGIES[name]
-    except KeyError:
-        raise ValueError(f"unknown search strategy {name!r}; known: {', '.join(STRATEGIES)}") from None
-    return cls(space, seed, **options)
-
-
-# ``nsga2`` and ``tpe`` subclass Strategy, so they are defined after it and add themselves to
-# STRATEGIES on import (works whichever of the two modules is imported first)
-from . import optuna_strategy  # noqa: E402,F401

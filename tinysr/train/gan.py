@@ -8,11 +8,13 @@ weights, optimisers and schedules come from a recipe (:data:`tinysr.train.config
 G and the losses, and trains one step at a time: ``tinysr train`` with a ``gan:`` section runs it
 (:func:`train_gan`), and the discriminator search fine-tunes with it on its proxy task.
 
-**Data.** Training patches and the validation images come from the search's proxy data
-(:class:`tinysr.search.proxy.ProxyData`): ``gan.val_images`` files held out of ``train_data`` by a
+**Data.** Training patches and the validation images come from the held-out proxy data
+(:class:`tinysr.data.proxy.ProxyData`): ``gan.val_images`` files held out of ``train_data`` by a
 fixed-seed split, never trained on, and batches that are a pure function of ``(seed, step)``. The
 HR patch (``patch_size * scale``) is the discriminator's input size. ``best.pt`` is chosen by
-validation LPIPS (``gan.val_lpips_net``) on those held-out training images, never on a test set.
+validation LPIPS (``gan.val_lpips_net``) on those held-out training images, never on a test set;
+``gan.max_psnr_drop`` and ``gan.max_grid_ratio`` refuse validations whose PSNR fell too far below,
+or whose grid residual (:mod:`tinysr.metrics.grid`) rose too far above, the initial generator's.
 
 **Resume.** ``last.pt`` holds G, D, both optimisers, both schedules, the EMA and the RNG state; a
 run killed at any point continues from it with the batches it would have seen, to the same weights.
@@ -38,7 +40,7 @@ from .losses import PerceptualLoss, discriminator_loss, generator_adversarial_lo
 
 #: Columns of a GAN run's ``log.csv`` (losses are means over the rows' interval).
 LOG_COLUMNS = ["step", "g_loss", "d_loss", "pixel", "perceptual", "adversarial", "d_real", "d_fake",
-               "lr_g", "lr_d", "val_psnr", "val_lpips", "val_lpips_alex", "seconds"]
+               "lr_g", "lr_d", "val_psnr", "val_lpips", "val_lpips_alex", "val_grid", "seconds"]
 LOG_EVERY = 10
 
 
@@ -169,9 +171,40 @@ class GanStage:
         self.steps_done = state["steps_done"]
 
 
+def best_refusal(scores: dict, initial: dict | None, gan: GanConfig) -> str | None:
+    """Why a validation may not become ``best.pt`` (its guards against the ``initial`` generator's
+    scores: ``gan.max_psnr_drop``, ``gan.max_grid_ratio``), or None when it may."""
+    if initial is None:
+        return None
+    if gan.max_psnr_drop is not None and scores["psnr"] < initial["psnr"] - gan.max_psnr_drop:
+        return (f"validation PSNR {scores['psnr']:.3f} dB is more than {gan.max_psnr_drop} dB below the initial "
+                f"{initial['psnr']:.3f} dB")
+    if gan.max_grid_ratio is not None and scores.get("grid") is not None \
+            and scores["grid"] > gan.max_grid_ratio * initial["grid"]:
+        return (f"grid residual {scores['grid']:.4f} exceeds {gan.max_grid_ratio} x the initial "
+                f"{initial['grid']:.4f}")
+    return None
+
+
+def _widen_log(path: Path, columns: list[str]) -> None:
+    """A ``log.csv`` of a run started before some of ``columns`` existed: the missing columns added,
+    empty, so that the resumed rows line up."""
+    import csv
+
+    if not path.is_file():
+        return
+    rows = list(csv.reader(open(path)))
+    if not rows or rows[0] == columns or not set(rows[0]) <= set(columns):
+        return
+    old = rows[0]
+    widened = [columns] + [[dict(zip(old, r)).get(c, "") for c in columns] for r in rows[1:] if r]
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(widened)
+
+
 def proxy_task_of(cfg: TrainConfig, scale: int):
     """The held-out split and the step-keyed batches of a GAN run, as a search's proxy task."""
-    from ..search.proxy import ProxyTask
+    from ..data.proxy import ProxyTask
 
     return ProxyTask(train_data=list(cfg.train_data), scale=scale, val_images=cfg.gan.val_images,
                      val_size=cfg.gan.val_size, patch_size=cfg.patch_size, batch_size=cfg.batch_size,
@@ -183,7 +216,7 @@ def train_gan(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop
     from tqdm.auto import tqdm
 
     from ..evaluate import _lpips_models
-    from ..search.proxy import ProxyData, validation_scores
+    from ..data.proxy import ProxyData, validation_scores
     from .trainer import TrainResult, build_model, check_same_architecture, open_log, prepare_run
 
     gan = cfg.gan
@@ -222,16 +255,34 @@ def train_gan(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop
     data = ProxyData.load(proxy_task_of(cfg, scale), progress=progress)
     other = "vgg" if gan.val_lpips_net == "alex" else "alex"
     lpips_models = _lpips_models(True, gan.val_lpips_net) + _lpips_models(None, other)  # the chooser is required
-    start_scores = None  # the initial generator's validation scores: the reference of max_psnr_drop
-    if gan.max_psnr_drop is not None:
+
+    def validation_with_grid(model: nn.Module) -> dict:
+        """The validation scores plus ``grid``: the mean grid residual of the 8-bit outputs (period =
+        scale; None when no validation image holds one full block)."""
+        from ..metrics.grid import model_grid_residual
+
+        scores = validation_scores(model, data.val, lpips_models)
+        scores["grid"] = model_grid_residual(model, data.val)
+        return scores
+
+    start_scores = None  # the initial generator's validation scores: the reference of the best.pt guards
+    if gan.max_psnr_drop is not None or gan.max_grid_ratio is not None:
         if not cfg.init_from:
-            raise ValueError("gan.max_psnr_drop is relative to the initial generator: set init_from")
+            raise ValueError("gan.max_psnr_drop / gan.max_grid_ratio are relative to the initial generator: "
+                             "set init_from")
         initial = build_model(cfg)
         init_generator(initial, cfg.init_from)
-        start_scores = validation_scores(initial, data.val, lpips_models)
-        tqdm.write(f"initial generator: validation PSNR {start_scores['psnr']:.3f} dB; best.pt only within "
-                   f"{gan.max_psnr_drop} dB of it")
+        start_scores = validation_with_grid(initial)
+        if gan.max_grid_ratio is not None and start_scores["grid"] is None:
+            raise ValueError("gan.max_grid_ratio: no validation image holds a full 32x32 block after the shave; "
+                             "raise gan.val_size (0: whole images)")
+        guards = ([f"within {gan.max_psnr_drop} dB of it"] if gan.max_psnr_drop is not None else []) + \
+                 ([f"with a grid residual at most {gan.max_grid_ratio} x its {start_scores['grid']:.4f}"]
+                  if gan.max_grid_ratio is not None else [])
+        tqdm.write(f"initial generator: validation PSNR {start_scores['psnr']:.3f} dB; best.pt only "
+                   + " and ".join(guards))
     end = min(cfg.steps, stop_after) if stop_after is not None else cfg.steps
+    _widen_log(out / "log.csv", LOG_COLUMNS)
     log_file, log = open_log(out / "log.csv", step, LOG_COLUMNS)
     t0 = time.time()
     sums: dict[str, float] = {}
@@ -254,10 +305,12 @@ def train_gan(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop
             bar.update(1)
             scores = None
             if step % cfg.val_every == 0 or step == cfg.steps:
-                scores = last_scores = validation_scores(stage.eval_model, data.val, lpips_models)
+                scores = last_scores = validation_with_grid(stage.eval_model)
                 key = "lpips" if gan.val_lpips_net == "vgg" else "lpips_alex"
-                eligible = start_scores is None or scores["psnr"] >= start_scores["psnr"] - gan.max_psnr_drop
-                if eligible and (best is None or scores[key] < best):
+                refusal = best_refusal(scores, start_scores, gan)
+                if refusal is not None and (best is None or scores[key] < best):
+                    tqdm.write(f"step {step}: not a best.pt candidate: {refusal}")
+                if refusal is None and (best is None or scores[key] < best):
                     best, best_scores = scores[key], dict(scores, step=step)
                     save(out / "best.pt", stage.eval_model)
             if step % LOG_EVERY == 0 or scores is not None or step == end:
@@ -265,6 +318,7 @@ def train_gan(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop
                 lr_g, lr_d = stage.lrs()
                 log.writerow([step] + [f"{means[k]:.6f}" for k in LOG_COLUMNS[1:8]] + [f"{lr_g:.3e}", f"{lr_d:.3e}"]
                              + ["" if scores is None else f"{scores[k]:.4f}" for k in ("psnr", "lpips", "lpips_alex")]
+                             + ["" if scores is None or scores["grid"] is None else f"{scores['grid']:.4f}"]
                              + [f"{time.time() - t0:.1f}"])
                 log_file.flush()
                 bar.set_postfix(G=f"{means['g_loss']:.4f}", D=f"{means['d_loss']:.3f}",
@@ -288,7 +342,8 @@ def train_gan(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop
 
 
 def plot_gan_curves(log_path: Path, png: Path) -> None:
-    """Losses of both networks, the discriminator's outputs, and validation LPIPS / PSNR over steps."""
+    """Losses of both networks, the discriminator's outputs, validation LPIPS / PSNR and (when logged)
+    the validation grid residual over steps."""
     import csv
 
     from ..plotting import pyplot, save_png
@@ -297,7 +352,9 @@ def plot_gan_curves(log_path: Path, png: Path) -> None:
     rows = list(csv.DictReader(open(log_path)))
     steps = [int(r["step"]) for r in rows]
     col = lambda k: [float(r[k]) for r in rows]  # noqa: E731
-    fig, ax = plt.subplots(1, 3, figsize=(15, 3.8))
+    val = [r for r in rows if r["val_psnr"]]
+    grid = [(int(r["step"]), float(r["val_grid"])) for r in val if r.get("val_grid")]
+    fig, ax = plt.subplots(1, 4 if grid else 3, figsize=(20 if grid else 15, 3.8))
     ax[0].plot(steps, col("g_loss"), label="L_G (total)")
     ax[0].plot(steps, col("d_loss"), label="L_D")
     ax[0].set(xlabel="step", ylabel="loss", yscale="log", title="losses")
@@ -306,7 +363,6 @@ def plot_gan_curves(log_path: Path, png: Path) -> None:
     ax[1].plot(steps, col("d_fake"), label="D(SR)")
     ax[1].set(xlabel="step", ylabel="mean sigmoid(D)", ylim=(0, 1), title="discriminator outputs")
     ax[1].legend()
-    val = [r for r in rows if r["val_psnr"]]
     if val:
         vs = [int(r["step"]) for r in val]
         for key, label in (("val_lpips", "LPIPS-VGG"), ("val_lpips_alex", "LPIPS-Alex")):
@@ -318,5 +374,8 @@ def plot_gan_curves(log_path: Path, png: Path) -> None:
         twin = ax[2].twinx()
         twin.plot(vs, [float(r["val_psnr"]) for r in val], color="grey", linestyle="--", marker=".")
         twin.set_ylabel("Y-PSNR (dB), dashed")
+    if grid:
+        ax[3].plot(*zip(*grid), marker="o", color="tab:red")
+        ax[3].set(xlabel="step", ylabel="grid residual (grey levels)", title="validation grid residual")
     fig.tight_layout()
     save_png(fig, png)

@@ -15,31 +15,15 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from ..checkpoint import model_from_checkpoint, model_record, read_checkpoint, save_checkpoint
+from ..data.batches import StepBatchSampler  # noqa: F401  (tinysr.train.trainer.StepBatchSampler)
 from ..data.datasets import HRFolderDataset, benchmark_dataset
 from ..models import create_model, get_entry
 from .config import TrainConfig
-
-
-class StepBatchSampler(Sampler):
-    """Yields, for steps ``start..steps-1``, a batch of ``(image_index, crop_seed)`` keys."""
-
-    def __init__(self, n_images: int, batch_size: int, seed: int, start: int, steps: int):
-        self.n, self.batch, self.seed, self.start, self.steps = n_images, batch_size, seed, start, steps
-
-    def __iter__(self):
-        for step in range(self.start, self.steps):
-            rng = np.random.default_rng([self.seed, step])
-            idx = rng.integers(0, self.n, self.batch)
-            yield [(int(i), (self.seed, step, k)) for k, i in enumerate(idx)]
-
-    def __len__(self):
-        return max(0, self.steps - self.start)
 
 
 def build_model(cfg: TrainConfig) -> nn.Module:
