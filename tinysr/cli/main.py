@@ -20,15 +20,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input-size", default="180x320", help="LR input HxW for Mult-Adds (default 180x320 -> 720p at x4)")
     s.set_defaults(func=commands.cmd_models)
 
-    s = sub.add_parser("upscale", help="upscale images (files, folders, globs)")
-    s.add_argument("inputs", nargs="*", help="images, folders or globs (default: a bundled sample image)")
-    s.add_argument("-o", "--output", help="output file (one input) or folder (default: NAME_x{scale}.png here)")
+    s = sub.add_parser("upscale", help="upscale images and videos (files, folders, globs); models: tinysr models")
+    s.add_argument("inputs", nargs="*", help="images, videos, folders or globs (default: a bundled sample image)")
+    s.add_argument("-o", "--output", help="output file (one input) or folder (default: NAME_x{scale}.png here; "
+                   "a video keeps its container: NAME_x{scale}.mp4)")
     s.add_argument("--model", default="tpsr_x4", help="registry name, checkpoint, .onnx or .tflite (default tpsr_x4)")
     s.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnxruntime", "litert"])
-    s.add_argument("--tile", type=int, default=256, help="LR tile side (default 256)")
+    s.add_argument("--tile", type=int, default=256, help="LR tile side (default 256; 0: chosen from the free memory "
+                   "and the model's activation memory, said with -v)")
     s.add_argument("--tile-overlap", type=int, default=16, help="context pixels around each tile (default 16)")
     s.add_argument("--threads", type=int, default=0)
-    s.add_argument("--format", choices=["png", "jpg", "tif", "webp"], help="output format for folder outputs")
+    s.add_argument("--ext", choices=["png", "jpg", "webp", "tif", "auto"], default=None,
+                   help="image format of folder outputs (default png; auto: the input's); videos keep their container")
+    s.add_argument("--format", dest="ext", choices=["png", "jpg", "tif", "webp", "auto"], help="the same as --ext")
+    s.add_argument("--suffix", help="output names NAME_SUFFIX.EXT (e.g. --suffix x4; default: NAME.EXT in a folder)")
+    s.add_argument("--outscale", type=float, metavar="F", help="final scale: the model's output resized by Lanczos "
+                   "to F x the input (e.g. 2 or 3 from a x4 model; default: the model's scale)")
+    s.add_argument("--quality", type=int, help="JPEG / WebP quality 1-100 (default 95)")
+    s.add_argument("--codec", default="auto", help="video encoder (default auto: libx264 where FFmpeg has it, "
+                   "else libopenh264, ..., mpeg4)")
+    s.add_argument("--crf", type=int, help="video quality, lower is better (default 18 for libx264; "
+                   "encoders with a CRF mode only)")
+    s.add_argument("--preset", help="video encoder preset (libx264 / libx265: ultrafast ... veryslow; default medium)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=commands.cmd_upscale)
 
@@ -106,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--upscale", metavar="WxH", help="instead: time tinysr upscale of a WxH photo (e.g. 1000x750): "
                    "model compute alone, to PNG (now and with the former encoder), to JPEG; PNG sizes")
     s.add_argument("--image", help="--upscale: the photo, scaled by bicubic to WxH (default the bundled sample photo)")
+    s.add_argument("--video", metavar="WxH", help="instead: time tinysr upscale of a WxH video (e.g. 1280x720): "
+                   "model compute alone on its frames vs the whole decode + upscale + encode; ratio and fps")
+    s.add_argument("--frames", type=int, default=300, help="--video: frames of the clip (default 300: 10 s at 30 fps)")
+    s.add_argument("--fps", type=int, default=30, help="--video: the clip's frame rate (default 30)")
+    s.add_argument("--tile", type=int, default=256, help="--video: LR tile side (default 256)")
     s.add_argument("--train-step", action="store_true", help="instead: forward and forward+backward time by batch "
                    "size for the given generators (MESRGAN report Table I style)")
     s.add_argument("--batches", default="1,4,16", help="--train-step: comma-separated batch sizes (default 1,4,16)")
@@ -234,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 MODEL_COMMANDS = ("upscale", "eval", "train", "export", "bench")  # their --model: registry name or model file
+SEARCH_EXTRA = ("optuna", "optuna_dashboard", "ray")  # installed by pip install "tinysr[search]" only
 
 
 def _one_line_warning(message, category, filename, lineno, line=None):
@@ -254,6 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tinysr: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as e:
+        if args.verbose or (e.name or "").split(".")[0] not in SEARCH_EXTRA:
+            raise
+        print(f'tinysr: error: {e.name.split(".")[0]} is not installed; the search needs its extra: '
+              f'pip install "tinysr[search]"', file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
         if args.verbose:
             raise
