@@ -193,3 +193,32 @@ def test_ema_may_be_switched_on_resume_without_changing_g(tmp_path, weights_dir,
     assert a["gan_state"]["ema"] is None and a["meta"]["step"] == 6
     for k in b["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+
+
+def test_best_refusal_by_psnr_drop_and_grid_ratio():
+    from tinysr.train.gan import best_refusal
+
+    initial = {"psnr": 30.0, "grid": 1.0}
+    both = GanConfig.from_dict({"max_psnr_drop": 0.5, "max_grid_ratio": 1.3})
+    assert best_refusal({"psnr": 29.6, "grid": 1.3}, initial, both) is None
+    assert "dB below" in best_refusal({"psnr": 29.4, "grid": 1.0}, initial, both)
+    assert "grid residual 1.3100 exceeds 1.3 x the initial 1.0000" in best_refusal({"psnr": 30.0, "grid": 1.31},
+                                                                                   initial, both)
+    off = GanConfig.from_dict({})
+    assert off.max_grid_ratio is None and best_refusal({"psnr": 0.0, "grid": 99.0}, None, off) is None
+    with pytest.raises(ValueError, match="max_grid_ratio"):
+        GanConfig.from_dict({"max_grid_ratio": -1})
+
+
+def test_grid_residual_logged_and_the_grid_guard_refuses_best(tmp_path, weights_dir, l1_checkpoint):
+    """gan.max_grid_ratio = 0 refuses every validation (a trained generator's grid residual is > 0):
+    no best.pt, the validation grid residual in log.csv and in last.pt's meta."""
+    data = _cfg(tmp_path, "grid", l1_checkpoint, max_grid_ratio=0.0)
+    data.update(steps=4, val_every=2)
+    result = train(TrainConfig.from_dict(data), progress=False)
+    rows = [r for r in csv.DictReader(open(tmp_path / "grid" / "log.csv")) if r["val_psnr"]]
+    assert len(rows) == 2 and all(float(r["val_grid"]) > 0 for r in rows)
+    meta = read_checkpoint(tmp_path / "grid" / "last.pt")["meta"]
+    assert meta["initial"]["grid"] > 0 and meta["val"]["grid"] == pytest.approx(float(rows[-1]["val_grid"]), abs=1e-4)
+    assert not (tmp_path / "grid" / "best.pt").exists() and result.best_lpips is None
+    assert (tmp_path / "grid" / "curves.png").is_file()

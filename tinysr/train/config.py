@@ -203,6 +203,8 @@ class GanConfig:
     val_lpips_net: str = "alex"  # vgg | alex: the LPIPS that chooses best.pt (both are logged)
     max_psnr_drop: float | None = None  # best.pt only among validations within this many dB of the
     #                                     initial generator's validation PSNR (null: LPIPS alone decides)
+    max_grid_ratio: float | None = None  # best.pt only among validations whose grid residual (tinysr.metrics.grid)
+    #                                      is at most this multiple of the initial generator's (null: off)
     vgg_weights: str | None = None  # VGG16 trunk (torchvision format); default: found like LPIPS's
 
     @classmethod
@@ -237,6 +239,9 @@ class GanConfig:
             raise ValueError(f"{source}: ema must be in [0, 1) (0: off), got {self.ema}")
         if self.max_psnr_drop is not None and not (math.isfinite(self.max_psnr_drop) and self.max_psnr_drop >= 0):
             raise ValueError(f"{source}: max_psnr_drop must be a number >= 0 (dB) or null, got {self.max_psnr_drop}")
+        if self.max_grid_ratio is not None and not (math.isfinite(self.max_grid_ratio) and self.max_grid_ratio >= 0):
+            raise ValueError(f"{source}: max_grid_ratio must be a number >= 0 (a multiple of the initial "
+                             f"generator's grid residual) or null, got {self.max_grid_ratio}")
         if self.val_images < 1 or self.val_size < 0:
             raise ValueError(f"{source}: val_images must be >= 1 and val_size >= 0, got {self.val_images}, {self.val_size}")
 
