@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from tinysr.models.discriminators import DEFAULT_D_GENOTYPE, DECISION_SIZES, DiscriminatorGenotype
-from tinysr.search import run_store
-from tinysr.search.config import DiscriminatorSearchConfig
-from tinysr.search.gan_proxy import reward_of_history
-from tinysr.search.space import TPSR_D_SPACE, TPSR_SPACE, space_from_identity
-from tinysr.search.registry import make_strategy
+from tinysr.search.core import run_store
+from tinysr.search.discriminator.config import DiscriminatorSearchConfig
+from tinysr.search.discriminator.proxy import reward_of_history
+from tinysr.search.core.space import TPSR_D_SPACE, TPSR_SPACE, space_from_identity
+from tinysr.search.core.registry import make_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,8 +118,8 @@ def train_dirs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(train_dirs, tmp_path_factory):
     """An uninterrupted in-process run of 4 evaluations (the other runs are compared with it)."""
-    from tinysr.search.gan_proxy import _perceptual, lpips_model
-    from tinysr.search.gan_search import run_discriminator_search
+    from tinysr.search.discriminator.proxy import _perceptual, lpips_model
+    from tinysr.search.discriminator.search import run_discriminator_search
     from tinysr.train.config import GanConfig
 
     try:  # conftest points TINYSR_WEIGHTS at the shared weights when they are there
@@ -213,7 +213,7 @@ def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(reference, train
 
 
 def test_the_process_pool_gives_the_same_trials(reference, train_dirs, tmp_path):
-    from tinysr.search.gan_search import run_discriminator_search
+    from tinysr.search.discriminator.search import run_discriminator_search
 
     ref, _ = reference
     cfg = DiscriminatorSearchConfig.from_dict(_data(train_dirs, tmp_path / "pool", workers=2))

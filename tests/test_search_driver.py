@@ -15,9 +15,9 @@ import torch
 import yaml
 
 from tinysr.genotype import TPSR_GENOTYPE
-from tinysr.search import run_store
-from tinysr.search.config import SearchConfig
-from tinysr.search.driver import Search, run_search
+from tinysr.search.core import run_store
+from tinysr.search.generator.config import SearchConfig
+from tinysr.search.generator.driver import Search, run_search
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "profiles" / "host-amd-epyc-litert-1t.json"
@@ -93,7 +93,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(photo_dir, tmp_path):
         """The in-process backend, crashing after ``after`` evaluations (mid-round)."""
 
         def __init__(self, search, after):
-            from tinysr.search.backends import InProcessBackend
+            from tinysr.search.core.backends import InProcessBackend
 
             self.inner, self.after, self.done = InProcessBackend(search.cfg.proxy, search.data), after, 0
 
@@ -140,7 +140,7 @@ def test_a_run_is_not_overwritten_and_resume_refuses_another_config(photo_dir, t
 def test_resume_names_the_changed_proxy_keys_before_loading_any_data(photo_dir, tmp_path, monkeypatch):
     data = config(photo_dir, tmp_path / "run", evaluations=1)
     run_search(SearchConfig.from_dict(data), progress=False)
-    from tinysr.search import proxy
+    from tinysr.data import proxy
 
     def no_load(*a, **k):
         raise AssertionError("the data was loaded before the config was checked")
@@ -208,7 +208,7 @@ def test_the_process_pool_and_ray_give_the_same_trials(photo_dir, tmp_path):
     assert finished(tmp_path / "pool") == finished(tmp_path / "inproc")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        from tinysr.search.backends import check_ray_address
+        from tinysr.search.core.backends import check_ray_address
 
         check_ray_address(ray.get_runtime_context().gcs_address, 10.0)  # a real GCS passes the address check
         run_search(SearchConfig.from_dict({**base, "run_dir": str(tmp_path / "ray"), "backend": "ray", "workers": 2}),
@@ -263,7 +263,7 @@ def test_kill_9_at_random_moments_then_resume(photo_dir, tmp_path):
 
 KILL_AT_ENQUEUE = """
 import os, sys
-from tinysr.search import run_store
+from tinysr.search.core import run_store
 calls = []
 def hook():  # the process dies at the Nth new trial, between enqueue_trial and ask
     calls.append(1)
@@ -393,7 +393,7 @@ def test_optuna_dashboard_shows_the_objective_values(photo_dir, tmp_path):
 def test_a_multi_objective_run_records_psnr_and_latency(photo_dir, tmp_path):
     """nsga2 (Optuna's NSGA-II) through the driver: a two-objective study (PSNR up, latency down),
     the front read back by the report."""
-    from tinysr.search.report import summarise
+    from tinysr.search.core.report import summarise
 
     cfg = SearchConfig.from_dict(config(photo_dir, tmp_path / "run", strategy="nsga2", evaluations=4, latency=[
         {"name": "epyc", "profile": str(PROFILE), "budget_ms": 80.0, "hard": False}], max_mult_adds=None))

@@ -16,7 +16,7 @@ from tinysr.evaluate import mean_psnr
 from tinysr.imageio import load_rgb_uint8
 from tinysr.metrics.psnr_ssim import psnr_y
 from tinysr.models.tpsr import CellSR
-from tinysr.search.proxy import (ProxyData, ProxyResult, ProxyTask, bicubic_psnr, evaluate_candidate, train_steps,
+from tinysr.search.generator.proxy import (ProxyData, ProxyResult, ProxyTask, bicubic_psnr, evaluate_candidate, train_steps,
                                  validation_psnr)
 
 SMALL = "conv3@in conv3@0"
@@ -148,7 +148,7 @@ def test_train_steps_lowers_loss_on_in_memory_batches():
 
 
 def test_train_steps_follows_the_trainers_cosine_schedule(monkeypatch):
-    import tinysr.search.proxy as proxy
+    import tinysr.search.generator.proxy as proxy
 
     made, original = [], proxy.make_scheduler
 

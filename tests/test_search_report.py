@@ -18,8 +18,8 @@ from tinysr.genotype import TPSR_GENOTYPE, Genotype
 from tinysr.models.tpsr import CellSR, mult_adds
 from tinysr.profile.predict import load_table, predict_latency
 from tinysr.search import TPSR_SPACE, GeneratorSpace, WeightStore
-from tinysr.search import report, run_store
-from tinysr.search.run_store import (RUN_FORMAT, add_finished_trial, create_run, interrupt_stale_trials,
+from tinysr.search.core import report, run_store
+from tinysr.search.core.run_store import (RUN_FORMAT, add_finished_trial, create_run, interrupt_stale_trials,
                                      finish_trial, finished_by_candidate, new_trial, open_run, trial_records)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""The trilevel search (tinysr.search.supernet / trilevel, tinysr.models.trilevel): the genotype and
+"""The trilevel search (tinysr.search.trilevel.supernet / trilevel, tinysr.models.trilevel): the genotype and
 its network, the supernet's tree, expected cost and derivation, the trilevel latency table, and
 ``tinysr search trilevel`` end to end with kill -9 and --resume. Training images are synthetic
 (written by the tests), so nothing here needs ../shared."""
@@ -20,7 +20,7 @@ from conftest import rng_image
 from tinysr.complexity import measure
 from tinysr.imageio import save_image
 from tinysr.models.trilevel import TrilevelGenotype, TrilevelSR, mult_adds, network_parts, space_parts
-from tinysr.search.supernet import CostModel, SpaceSpec, Supernet, parent_pairs, tree
+from tinysr.search.trilevel.supernet import CostModel, SpaceSpec, Supernet, parent_pairs, tree
 from tinysr.search.trilevel import TrilevelConfig, run_trilevel
 
 ROOT = Path(__file__).resolve().parents[1]

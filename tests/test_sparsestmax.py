@@ -1,4 +1,4 @@
-"""Sparsemax, SparsestMax and the sorted SparsestMax of ``tinysr.search.sparsestmax``."""
+"""Sparsemax, SparsestMax and the sorted SparsestMax of ``tinysr.search.trilevel.sparsestmax``."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tinysr.search.sparsestmax import (chain_pairs, order_penalty, sorted_sparsestmax, sparsemax, sparsestmax,
+from tinysr.search.trilevel.sparsestmax import (chain_pairs, order_penalty, sorted_sparsestmax, sparsemax, sparsestmax,
                                        tail_prune, vertex_distance)
 
 DTYPES = (torch.float32, torch.float64)

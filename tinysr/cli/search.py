@@ -90,9 +90,9 @@ def _finish(args, summary: dict, run: Path, plots: list) -> None:
 
 
 def cmd_search_generator(args) -> int:
-    from tinysr.search.config import SearchConfig
-    from tinysr.search.driver import run_search
-    from tinysr.search.report import plot_pareto, plot_reward
+    from tinysr.search.generator.config import SearchConfig
+    from tinysr.search.generator.driver import run_search
+    from tinysr.search.core.report import plot_pareto, plot_reward
 
     summary, run = _run(args, SearchConfig, run_search)
     plots = [plot_pareto(run, run / "pareto.png"), plot_reward(run, run / "reward.png")]
@@ -109,9 +109,9 @@ def cmd_search_generator(args) -> int:
 
 
 def cmd_search_discriminator(args) -> int:
-    from tinysr.search.config import DiscriminatorSearchConfig
-    from tinysr.search.gan_search import run_discriminator_search
-    from tinysr.search.report import plot_reward
+    from tinysr.search.discriminator.config import DiscriminatorSearchConfig
+    from tinysr.search.discriminator.search import run_discriminator_search
+    from tinysr.search.core.report import plot_reward
 
     summary, run = _run(args, DiscriminatorSearchConfig, run_discriminator_search)
     plots = [plot_reward(run, run / "reward.png")]
@@ -165,7 +165,7 @@ def cmd_search_show(args) -> int:
             if plots:
                 print("plots: " + ", ".join(str(p) for p in plots))
         return 0
-    from tinysr.search.report import format_leaderboard, plot_pareto, plot_reward, summarise  # Optuna's run store
+    from tinysr.search.core.report import format_leaderboard, plot_pareto, plot_reward, summarise  # Optuna's run store
 
     summary = summarise(args.run)
     if args.json:
@@ -183,7 +183,7 @@ def cmd_search_show(args) -> int:
 
 
 def cmd_search_export(args) -> int:
-    from tinysr.search.report import export_checkpoint
+    from tinysr.search.core.report import export_checkpoint
 
     meta = export_checkpoint(args.run, args.output, trial=None if args.best else args.trial, weights=args.weights)
     meta = meta["search"]

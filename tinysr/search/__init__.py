@@ -1,4 +1,20 @@
-"""Generator and discriminator search (TPSR, ECCV 2020, Sec. 3.2-3.3): the library core.
+"""Architecture search: four rooms, one subpackage each.
+
+``tinysr.search.core``
+    What the searches share: the spaces as decisions, the strategies (and their registry), the
+    Optuna run store and its report, the backends, the config fields of a run.
+``tinysr.search.generator``
+    The TPSR generator search (ECCV 2020, Sec. 3.2): reward with latency targets, proxy task,
+    weight sharing, config and the driver (rounds, records, checkpoint, resume).
+``tinysr.search.discriminator``
+    The TPSR discriminator search (Sec. 3.3) on the generator search's driver.
+``tinysr.search.trilevel``
+    The differentiable trilevel search (sparsestmax, the supernet, the run).
+
+Imports run one way: core below the three searches (the discriminator search reuses the
+generator's driver); :mod:`tinysr.data.proxy` (the held-out proxy data) below all of them and below
+:mod:`tinysr.train`. ``import tinysr.search`` imports neither Optuna nor Ray; the names below are
+the library's public API.
 
 A search repeats: a *strategy* proposes decision vectors of the generator space; each is
 decoded to a :class:`~tinysr.genotype.Genotype`; *constraints* reject candidates over the
@@ -30,14 +46,14 @@ initialised from the *weight store*, trained, scored, offered back to the store,
 
 Modules:
 
-:mod:`tinysr.search.space`
+:mod:`tinysr.search.core.space`
     The paper's space S_G = Op x Z_1 x ... x Op x Z_10 as 20 integer decisions
     ``(op_0, src_0, ..., op_9, src_9)`` (``src_i``: 0 = cell input, ``j + 1`` = node ``j``), the
     same as named parameters (``op_i`` = operation name, ``src_i`` = ``"in"`` or ``"j"``),
     encode / decode / validate, :func:`space_size` (``16**10 * 10!``) and uniform sampling
     with a ``numpy.random.Generator``.
 
-:mod:`tinysr.search.reward`
+:mod:`tinysr.search.generator.reward`
     :class:`Constraints` (Mult-Adds limit, latency targets; Mult-Adds and latency are injected
     ``genotype -> float`` callables, by default :func:`tinysr.models.tpsr.mult_adds` and
     latency-table predictions), ``check(genotype) -> (ok, reason, figures)``, and
@@ -48,7 +64,7 @@ Modules:
     ``psnr_min`` = the bicubic PSNR of the validation set and ``psnr_max`` = a reference
     network's: the normalisation sets the exchange rate between dB and latency.
 
-:mod:`tinysr.search.strategies`
+:mod:`tinysr.search.core.strategies`
     ``ask(n)`` / ``tell(results)`` / ``state_dict()`` / ``load_state_dict()``. ``random``
     (uniform: the baseline) and ``reinforce`` (REINFORCE over independent per-decision logits,
     moving-average baseline, entropy bonus, one Adam update per ``batch_size`` results;
@@ -60,7 +76,7 @@ Modules:
     multi-objective ``nsga2`` and ``tpe`` take ``(psnr, latency)`` per result and keep no single
     best.
 
-:mod:`tinysr.search.optuna_strategy`
+:mod:`tinysr.search.core.optuna_strategy`
     ``nsga2`` (:class:`NSGA2Strategy`, Optuna's NSGA-II) and ``tpe`` (:class:`TPEStrategy`,
     Optuna's multi-objective TPE) over ``(psnr, latency)`` (maximise / minimise), for the whole
     Pareto front (``pareto_front()``) rather than one latency budget. An in-memory Optuna study
@@ -68,45 +84,47 @@ Modules:
     the samplers' system attributes, and per-ask samplers seeded from the checkpointed
     generator). Needs ``optuna`` when built, not when imported.
 
-:mod:`tinysr.search.weight_store`
+:mod:`tinysr.search.generator.weight_store`
     :class:`WeightStore`: weights per (node, operation), replaced by a trained candidate's only
     if its score beats every earlier candidate that used that operation at that node (Eq. 5;
     ties keep the earlier weights); the skeleton comes from the best candidate so far. Builds
     ``CellSR`` state dicts that load with ``strict=True``; saves atomically.
 
-:mod:`tinysr.search.proxy`
+:mod:`tinysr.search.generator.proxy`
     The proxy task: :class:`ProxyTask` (patch size, steps, batch, learning rate, held-out
     validation images), :class:`ProxyData` (decoded once per worker; deterministic batches),
     :func:`train_steps` (L1 training on any iterable of batches, in-memory data included),
     :func:`validation_psnr`, :func:`bicubic_psnr`, :func:`evaluate_candidate`.
 
-:mod:`tinysr.search.config`, :mod:`tinysr.search.driver`, :mod:`tinysr.search.backends`
-    The search run: :class:`~tinysr.search.config.SearchConfig` (one YAML file),
-    :func:`~tinysr.search.driver.run_search` (rounds of ask / constraint check / parallel
+:mod:`tinysr.search.generator.config`, :mod:`tinysr.search.generator.driver`, :mod:`tinysr.search.core.backends`
+    (and :mod:`tinysr.search.core.config`, :mod:`tinysr.search.core.registry`)
+    The search run: :class:`~tinysr.search.generator.config.SearchConfig` (one YAML file),
+    :func:`~tinysr.search.generator.driver.run_search` (rounds of ask / constraint check / parallel
     evaluation / Eq. 5 offers / tell / atomic checkpoint; exact resume after a kill) and the
     backends that evaluate (in-process, local process pool, Ray).
 
-:mod:`tinysr.search.gan_proxy`, :mod:`tinysr.search.gan_search`
-    The discriminator search on the same machinery: :class:`~tinysr.search.space.DiscriminatorSpace`
+:mod:`tinysr.search.discriminator.proxy`, :mod:`tinysr.search.discriminator.search`
+    The discriminator search on the same machinery: :class:`~tinysr.search.core.space.DiscriminatorSpace`
     (the 10 decisions of :class:`~tinysr.models.discriminators.DiscriminatorGenotype`, named
-    ``op_b`` / ``rop_b``), E_D (:func:`~tinysr.search.gan_proxy.evaluate_discriminator`: GAN
+    ``op_b`` / ``rop_b``), E_D (:func:`~tinysr.search.discriminator.proxy.evaluate_discriminator`: GAN
     fine-tuning of a fixed pre-trained generator with the candidate, reward ``-min`` of the last
-    three validation LPIPS), :class:`~tinysr.search.gan_search.DiscriminatorSearch` (the driver's
+    three validation LPIPS), :class:`~tinysr.search.discriminator.search.DiscriminatorSearch` (the driver's
     rounds, run store, backends and resume; no constraints, no weight sharing) and
-    :class:`~tinysr.search.config.DiscriminatorSearchConfig`.
+    :class:`~tinysr.search.discriminator.config.DiscriminatorSearchConfig`.
 
-:mod:`tinysr.search.run_store`, :mod:`tinysr.search.report`
+:mod:`tinysr.search.core.run_store`, :mod:`tinysr.search.core.report`
     The run store (one Optuna study per run, its schema written once) and what reads it:
     leaderboard, Pareto-front and reward plots, export of a candidate as a checkpoint.
 """
-from .reward import Constraints, LatencyTarget, Reward, default_mult_adds, mnas_factor
-from .space import (CELL_INPUT_PARAM, TPSR_D_SPACE, TPSR_SPACE, DiscriminatorSpace, GeneratorSpace, decode, encode,
-                    space_size)
-from .optuna_strategy import NSGA2Strategy, OptunaStrategy, TPEStrategy
-from .proxy import ProxyData, ProxyResult, ProxyTask, bicubic_psnr, evaluate_candidate, train_steps, validation_psnr
-from .registry import STRATEGIES, make_strategy
-from .strategies import DEFAULT_LR, ENAS_PYTORCH_LR, RandomStrategy, ReinforceStrategy, Strategy
-from .weight_store import WeightStore
+from tinysr.data.proxy import ProxyData, ProxyTask, bicubic_psnr, validation_psnr
+from tinysr.search.core.optuna_strategy import NSGA2Strategy, OptunaStrategy, TPEStrategy
+from tinysr.search.core.registry import STRATEGIES, make_strategy
+from tinysr.search.core.space import (CELL_INPUT_PARAM, TPSR_D_SPACE, TPSR_SPACE, DiscriminatorSpace, GeneratorSpace,
+                                      decode, encode, space_size)
+from tinysr.search.core.strategies import DEFAULT_LR, ENAS_PYTORCH_LR, RandomStrategy, ReinforceStrategy, Strategy
+from tinysr.search.generator.proxy import ProxyResult, evaluate_candidate, train_steps
+from tinysr.search.generator.reward import Constraints, LatencyTarget, Reward, default_mult_adds, mnas_factor
+from tinysr.search.generator.weight_store import WeightStore
 
 __all__ = [
     "CELL_INPUT_PARAM", "TPSR_SPACE", "GeneratorSpace", "decode", "encode", "space_size",

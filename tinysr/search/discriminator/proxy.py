@@ -10,7 +10,7 @@ last three* evaluations: the reward is ``-min(last three LPIPS)`` (:func:`reward
 fewer than three evaluations: all of them), and the PSNR reported is the one of that evaluation.
 
 The discriminator's input is the HR patch, ``task.patch_size * task.scale`` pixels (a multiple of
-32). Determinism is :func:`~tinysr.search.proxy.evaluate_candidate`'s: fixed thread count and
+32). Determinism is :func:`~tinysr.search.generator.proxy.evaluate_candidate`'s: fixed thread count and
 ``torch.manual_seed(task.seed)`` in a forked RNG, the same ``(seed, step)`` batches for every
 candidate; the frozen networks (VGG16 of the perceptual loss, LPIPS) are loaded once per process.
 A diverging GAN (non-finite loss) raises ``FloatingPointError``, which the backends turn into a
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .proxy import ProxyData, ProxyTask, validation_scores
+from tinysr.data.proxy import ProxyData, ProxyTask, validation_scores
 
 #: Evaluations the reward looks back over (the paper's guard against GAN instability).
 LAST_EVALUATIONS = 3

@@ -1,10 +1,11 @@
 """Where proxy evaluations run: in the driver's process, a local process pool, or a Ray cluster.
 
 The driver keeps the study, the strategy and the weight store; a backend only turns jobs into
-results with :func:`run_job`: a generator job ``(genotype text, initial state dict, n_feats)`` into a
-:class:`~tinysr.search.proxy.ProxyResult` with :func:`~tinysr.search.proxy.evaluate_candidate`, a
-discriminator job (:class:`~tinysr.search.gan_proxy.DiscriminatorJob`) into a
-:class:`~tinysr.search.gan_proxy.GanProxyResult`. Every backend runs the same function with the
+results with :func:`run_job`: any picklable object with ``evaluate(task, data, threads)``, e.g. a
+generator job (:class:`~tinysr.search.generator.proxy.GeneratorJob`: a
+:class:`~tinysr.search.generator.proxy.ProxyResult`) or a discriminator job
+(:class:`~tinysr.search.discriminator.proxy.DiscriminatorJob`: a
+:class:`~tinysr.search.discriminator.proxy.GanProxyResult`). Backends know no search problem. Every backend runs the same function with the
 same thread count on the same data, so a search gives the same trials on any backend and with any
 number of workers (evaluations are deterministic; the driver applies results in candidate order).
 
@@ -29,22 +30,17 @@ import concurrent.futures as cf
 import multiprocessing as mp
 from typing import Iterator, Sequence
 
-from .proxy import ProxyData, ProxyTask, evaluate_candidate
+from tinysr.data.proxy import ProxyData, ProxyTask
 
-Job = object  # (genotype text, initial state dict or None, n_feats), or an object with evaluate(task, data, threads)
+Job = object  # an object with evaluate(task, data, threads)
 Outcome = tuple  # ("ok", ProxyResult) or ("error", one-line message)
 
 _WORKER: dict = {}
 
 
 def run_job(job: Job, task: ProxyTask, data: ProxyData, threads: int) -> Outcome:
-    """A generator job ``(genotype text, initial state dict or None, n_feats)`` through
-    :func:`evaluate_candidate`, or any other job (e.g. a
-    :class:`~tinysr.search.gan_proxy.DiscriminatorJob`) through its ``evaluate(task, data, threads)``."""
+    """``job.evaluate(task, data, threads)``; an evaluation's own failure as ``("error", one line)``."""
     try:
-        if isinstance(job, tuple):
-            genotype, init_state, n_feats = job
-            return "ok", evaluate_candidate(genotype, init_state, task, data, n_feats=n_feats, threads=threads)
         return "ok", job.evaluate(task, data, threads)
     except (ValueError, RuntimeError, FloatingPointError) as e:  # FloatingPointError: a diverging GAN
         return "error", f"{type(e).__name__}: {' '.join(str(e).split())}"

@@ -1,7 +1,7 @@
 """Multi-objective search strategies from Optuna: NSGA-II and TPE over (PSNR, latency).
 
 For users who want the whole quality / latency Pareto front of a search rather than the best
-architecture under one latency budget. Both are :class:`~tinysr.search.strategies.Strategy`
+architecture under one latency budget. Both are :class:`~tinysr.search.core.strategies.Strategy`
 objects (``make_strategy("nsga2")``, ``make_strategy("tpe")``) with two objectives::
 
     objectives = ("psnr", "latency")       # tell([(decisions, (psnr_db, latency), ...)])
@@ -83,8 +83,8 @@ import contextlib
 import functools
 import warnings
 
-from .space import TPSR_SPACE, GeneratorSpace
-from .strategies import Strategy
+from tinysr.search.core.space import TPSR_SPACE, GeneratorSpace
+from tinysr.search.core.strategies import Strategy
 
 #: NSGA-II population size (see the module doc).
 DEFAULT_POPULATION = 10

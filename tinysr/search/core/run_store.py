@@ -15,8 +15,8 @@ the study (Optuna RDB storage)
     ``n_feats``, ``input_size``, ``psnr_min``, ``psnr_max``, ``reference`` (the published TPSR
     cell's ``genotype``, ``mult_adds`` and ``latency_ms``), ``config``, and optionally ``space``
     (``{"num_nodes": n, "ops": [...]}`` or a latency-table space name; default the paper's
-    space :data:`~tinysr.search.space.TPSR_SPACE`; a discriminator search's
-    :meth:`~tinysr.search.space.DiscriminatorSpace.identity`). Single-objective runs have objectives
+    space :data:`~tinysr.search.core.space.TPSR_SPACE`; a discriminator search's
+    :meth:`~tinysr.search.core.space.DiscriminatorSpace.identity`). Single-objective runs have objectives
     ``["reward"]`` (maximised; the trial value is the reward); multi-objective runs e.g.
     ``["psnr_db", "latency_ms:epyc"]`` with directions ``["maximize", "minimize"]``. The
     objectives are the study's metric names, so optuna-dashboard labels its axes with them.
@@ -65,7 +65,7 @@ from optuna.trial import TrialState
 
 from tinysr.imageio import atomic_write
 
-from .space import TPSR_SPACE, GeneratorSpace, space_from_identity
+from tinysr.search.core.space import TPSR_SPACE, GeneratorSpace, space_from_identity
 
 RUN_FORMAT = "tinysr.search-run/1"
 CHECKPOINT_FORMAT = "tinysr.search-checkpoint/1"

@@ -1,6 +1,6 @@
 """Reading a search run back: leaderboard, Pareto front, plots and the export of a found network.
 
-Everything here reads a run folder written through :mod:`tinysr.search.run_store` (and, for
+Everything here reads a run folder written through :mod:`tinysr.search.core.run_store` (and, for
 ``weights="store"`` exports, its ``checkpoint.pt``); nothing writes to the run.
 
 * :func:`summarise`: a JSON-ready summary: the run meta, counts (candidates, evaluated,
@@ -31,9 +31,8 @@ from tinysr.genotype import Genotype
 from tinysr.models.discriminators import DiscriminatorGenotype
 from tinysr.plotting import pyplot, save_png
 
-from .run_store import (CHECKPOINT_FILE, CHECKPOINT_FORMAT, TrialRecord, open_run, records_sorted,
+from tinysr.search.core.run_store import (CHECKPOINT_FILE, CHECKPOINT_FORMAT, TrialRecord, open_run, records_sorted,
                         trial_records)
-from .weight_store import WeightStore
 
 MULT_ADDS_AXIS = "mult_adds"
 
@@ -462,6 +461,8 @@ def export_checkpoint(run_dir: str | os.PathLike, out: str | os.PathLike, trial:
             raise ValueError(f"{path}: not a readable search checkpoint ({type(e).__name__}: {msg})") from None
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "store" not in state:
             raise ValueError(f"{path}: not a search checkpoint with a weight store ({CHECKPOINT_FORMAT})")
+        from tinysr.search.generator.weight_store import WeightStore  # the generator search's store
+
         store = WeightStore.from_state(state["store"], str(path))
         from tinysr.models.tpsr import CellSR
 

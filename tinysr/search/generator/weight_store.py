@@ -36,7 +36,7 @@ import torch
 from tinysr.genotype import CellNode, Genotype
 from tinysr.imageio import atomic_write
 
-from .space import TPSR_SPACE, GeneratorSpace
+from tinysr.search.core.space import TPSR_SPACE, GeneratorSpace
 
 FORMAT = "tinysr.weight-store/1"
 SKELETON_GENOTYPE = Genotype.parse("identity@in")  # a cell with no weights: builds only the skeleton's

@@ -44,7 +44,7 @@ from tinysr.models.blocks import num_x2_steps
 from tinysr.models.tpsr import make_head, make_sub_mean
 from tinysr.models.trilevel import MBBlock, NearestUp, ResBlock, TailA, TailB, check_op
 
-from .sparsestmax import order_penalty, sparsestmax, vertex_distance
+from tinysr.search.trilevel.sparsestmax import order_penalty, sparsestmax, vertex_distance
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ of the final network (hundreds of thousands of steps on 48 px LR patches). Each 
 *proxy task* instead: small LR patches (``patch_size``, 24 by default), a few hundred Adam steps
 (``steps``) with a cosine schedule and a larger batch, then scored by the mean Y-PSNR of its
 outputs on a small validation set. What matters is the *ranking* of candidates, not their final
-quality; with weight sharing (:mod:`tinysr.search.weight_store`) later candidates start from
+quality; with weight sharing (:mod:`tinysr.search.generator.weight_store`) later candidates start from
 trained weights, so short training ranks them sensibly.
 
 **Validation images.** They are held out *by file* from the search's own training folders
@@ -43,7 +43,7 @@ from tinysr.data.proxy import (SPLIT_SEED, ProxyData, ProxyTask, bicubic_psnr, v
 from tinysr.train.config import TrainConfig
 from tinysr.train.trainer import make_scheduler
 
-__all__ = ["SPLIT_SEED", "ProxyData", "ProxyTask", "ProxyResult", "bicubic_psnr", "evaluate_candidate", "train_steps",
+__all__ = ["SPLIT_SEED", "GeneratorJob", "ProxyData", "ProxyTask", "ProxyResult", "bicubic_psnr", "evaluate_candidate", "train_steps",
            "validation_psnr", "validation_scores"]
 
 
@@ -82,6 +82,19 @@ def train_steps(model: nn.Module, batches: Iterable, steps: int, lr: float = 2e-
             losses.append(value)
             bar.update(1)
     return losses
+
+
+@dataclass
+class GeneratorJob:
+    """What a backend runs for one generator candidate (picklable: a process pool or Ray ships it):
+    :func:`evaluate_candidate` of ``genotype`` (text) from ``init_state`` (None: fresh weights)."""
+
+    genotype: str
+    init_state: dict | None
+    n_feats: int = 16
+
+    def evaluate(self, task: ProxyTask, data: ProxyData, threads: int) -> "ProxyResult":
+        return evaluate_candidate(self.genotype, self.init_state, task, data, n_feats=self.n_feats, threads=threads)
 
 
 @dataclass

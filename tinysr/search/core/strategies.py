@@ -2,7 +2,7 @@
 
 One small interface (:class:`Strategy`), called by a search driver:
 
-* ``ask(n) -> [decisions, ...]``: ``n`` decision vectors (:mod:`tinysr.search.space`; decode
+* ``ask(n) -> [decisions, ...]``: ``n`` decision vectors (:mod:`tinysr.search.core.space`; decode
   with ``space.decode``);
 * ``tell([(decisions or Genotype, reward or None), ...]) -> int``: results, in any number and any
   order; ``None`` marks a rejected candidate (a constraint violation, see below). Returns how many
@@ -22,7 +22,7 @@ strategy has no single best result: ``best_reward`` / ``best_decisions`` / ``bes
 ``None`` (the driver picks its best from its own run store; the Optuna strategies list their
 non-dominated results with ``pareto_front()``).
 
-Strategies (by name: :data:`tinysr.search.registry.STRATEGIES`, :func:`tinysr.search.registry.make_strategy`):
+Strategies (by name: :data:`tinysr.search.core.registry.STRATEGIES`, :func:`tinysr.search.core.registry.make_strategy`):
 
 ``random``
     Uniform sampling (:meth:`GeneratorSpace.sample`): the baseline every claim about a search is
@@ -78,7 +78,7 @@ Strategies (by name: :data:`tinysr.search.registry.STRATEGIES`, :func:`tinysr.se
       without a constant that depends on the reward's scale. While no accepted reward has been
       seen, rejected results are skipped.
     - a number: that fixed reward (e.g. 0.0 = an architecture at ``psnr_min``, see
-      :mod:`tinysr.search.reward`).
+      :mod:`tinysr.search.generator.reward`).
     - ``None``: skipped, the policy never sees them (the driver resamples instead). They still
       count towards ``batch_size``. Beware: a policy drawn towards the constraint boundary then
       keeps proposing infeasible candidates.
@@ -89,7 +89,7 @@ Strategies (by name: :data:`tinysr.search.registry.STRATEGIES`, :func:`tinysr.se
     Multi-objective samplers from Optuna (NSGA-II; TPE with hypervolume-based splits) over
     ``(psnr, latency)``, for a whole Pareto front rather than one latency budget. An in-memory
     Optuna study behind this interface, checkpointed exactly: see
-    :mod:`tinysr.search.optuna_strategy`. Optuna is imported only when one of them is built.
+    :mod:`tinysr.search.core.optuna_strategy`. Optuna is imported only when one of them is built.
 """
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ import torch
 from tinysr.genotype import Genotype
 from tinysr.models.discriminators import DiscriminatorGenotype
 
-from .space import TPSR_SPACE, GeneratorSpace, space_from_identity
+from tinysr.search.core.space import TPSR_SPACE, GeneratorSpace, space_from_identity
 
 STATE_VERSION = 1
 #: ENAS-pytorch's controller learning rate (Adam), for reference.

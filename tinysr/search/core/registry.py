@@ -1,14 +1,14 @@
 """The search strategies by name: :data:`STRATEGIES` and :func:`make_strategy`.
 
-Above both strategy modules (:mod:`tinysr.search.strategies`: the interface, ``random``,
-``reinforce``; :mod:`tinysr.search.optuna_strategy`: ``nsga2``, ``tpe``, which subclass it), so
+Above both strategy modules (:mod:`tinysr.search.core.strategies`: the interface, ``random``,
+``reinforce``; :mod:`tinysr.search.core.optuna_strategy`: ``nsga2``, ``tpe``, which subclass it), so
 imports run one way. Optuna is imported only when ``nsga2`` or ``tpe`` is built.
 """
 from __future__ import annotations
 
-from .optuna_strategy import NSGA2Strategy, TPEStrategy
-from .space import TPSR_SPACE, GeneratorSpace
-from .strategies import RandomStrategy, ReinforceStrategy, Strategy
+from tinysr.search.core.optuna_strategy import NSGA2Strategy, TPEStrategy
+from tinysr.search.core.space import TPSR_SPACE, GeneratorSpace
+from tinysr.search.core.strategies import RandomStrategy, ReinforceStrategy, Strategy
 
 STRATEGIES = {cls.name: cls for cls in (RandomStrategy, ReinforceStrategy, NSGA2Strategy, TPEStrategy)}
 

@@ -1,10 +1,10 @@
 """The discriminator search (TPSR, ECCV 2020, Sec. 3.3): the generator search's driver over S_D.
 
-:class:`DiscriminatorSearch` is :class:`tinysr.search.driver.Search` with the discriminator as
+:class:`DiscriminatorSearch` is :class:`tinysr.search.generator.driver.Search` with the discriminator as
 its problem: the strategy samples the 10 decisions of
-:class:`~tinysr.search.space.DiscriminatorSpace`, every candidate is accepted (no Mult-Adds
+:class:`~tinysr.search.core.space.DiscriminatorSpace`, every candidate is accepted (no Mult-Adds
 limit, no latency), there is no weight sharing (:class:`NoWeightStore`), a candidate is
-evaluated by E_D (:mod:`tinysr.search.gan_proxy`: fine-tune the fixed pre-trained generator
+evaluated by E_D (:mod:`tinysr.search.discriminator.proxy`: fine-tune the fixed pre-trained generator
 against it, reward ``-min`` of the last three validation LPIPS) on any backend, and its trial
 weights are the fine-tuned discriminator (``RUN/trials/cNNNNNN.pt``, loadable with
 ``tinysr.checkpoint.load_model(path, kind="discriminator")``). Rounds, the run store, the atomic
@@ -23,11 +23,11 @@ import hashlib
 
 from tinysr.checkpoint import load_model, model_record
 
-from . import run_store
-from .config import DiscriminatorSearchConfig
-from .driver import Search, _Candidate
-from .gan_proxy import DiscriminatorJob, _perceptual, lpips_model, reward_of_history
-from .space import TPSR_D_SPACE
+from tinysr.search.core import run_store
+from tinysr.search.discriminator.config import DiscriminatorSearchConfig
+from tinysr.search.generator.driver import Search, _Candidate
+from tinysr.search.discriminator.proxy import DiscriminatorJob, _perceptual, lpips_model, reward_of_history
+from tinysr.search.core.space import TPSR_D_SPACE
 
 
 class NoWeightStore:

@@ -34,7 +34,7 @@ The config (YAML or TOML), every field::
     arch_lr: 0.003                   # Adam (0.5, 0.999) on the architecture parameters
     ckpt_every: 25                   # steps between checkpoints (and at every epoch end)
     threads: 2
-    proxy: {train_data: [...], ...}  # data: tinysr.search.proxy.ProxyTask; its lr / lr_min are the
+    proxy: {train_data: [...], ...}  # data: tinysr.search.generator.proxy.ProxyTask; its lr / lr_min are the
                                      # supernet weights' Adam rate (cosine over the whole search)
 
 Each step updates the supernet weights on a training batch and then (after the warm-up) the
@@ -63,9 +63,9 @@ from tinysr.imageio import atomic_write
 from tinysr.plotting import pyplot, save_png
 from tinysr.train.config import from_mapping
 
-from .config import read_mapping
-from .proxy import ProxyData, ProxyTask, validation_psnr
-from .supernet import CostModel, SpaceSpec, Supernet, anneal
+from tinysr.search.core.config import read_mapping
+from tinysr.data.proxy import ProxyData, ProxyTask, validation_psnr
+from tinysr.search.trilevel.supernet import CostModel, SpaceSpec, Supernet, anneal
 
 RUN_FORMAT = "tinysr.trilevel-run/1"
 CKPT_FORMAT = "tinysr.trilevel-checkpoint/1"

@@ -21,7 +21,7 @@ study (its weights from its file) instead of being evaluated again, the others (
 ones included) are evaluated anew. Since strategies restore exactly and evaluations are deterministic, the resumed
 run's finished trials equal an uninterrupted run's.
 
-The same driver runs the discriminator search (:mod:`tinysr.search.gan_search`): a subclass
+The same driver runs the discriminator search (:mod:`tinysr.search.discriminator.search`): a subclass
 replaces the problem hooks of :class:`Search` (space, constraint check, weight store, job, score,
 saved model, meta); rounds, records, checkpoint and resume are the ones described here.
 """
@@ -39,14 +39,15 @@ from tinysr.genotype import TPSR_GENOTYPE
 from tinysr.imageio import atomic_write
 from tinysr.models.tpsr import CellSR
 
-from . import run_store
-from .backends import check_ray_address, make_backend
-from .config import RUNTIME_FIELDS, SearchConfig
-from .proxy import ProxyData, bicubic_psnr
-from .reward import Reward
-from .space import TPSR_SPACE
-from .registry import make_strategy
-from .weight_store import WeightStore
+from tinysr.search.core import run_store
+from tinysr.search.core.backends import check_ray_address, make_backend
+from tinysr.search.core.config import RUNTIME_FIELDS
+from tinysr.search.generator.config import SearchConfig
+from tinysr.search.generator.proxy import GeneratorJob, ProxyData, bicubic_psnr
+from tinysr.search.generator.reward import Reward
+from tinysr.search.core.space import TPSR_SPACE
+from tinysr.search.core.registry import make_strategy
+from tinysr.search.generator.weight_store import WeightStore
 
 CHECKPOINT_FORMAT = "tinysr.search-checkpoint/1"
 
@@ -136,7 +137,7 @@ class Search:
     """One search run (see the module doc). ``run()`` until ``cfg.evaluations`` candidates are scored.
 
     The search problem is the generator's; a subclass searches another space by overriding the
-    hooks marked "problem" (:class:`tinysr.search.gan_search.DiscriminatorSearch`): the rounds, the
+    hooks marked "problem" (:class:`tinysr.search.discriminator.search.DiscriminatorSearch`): the rounds, the
     study records, the checkpoint and the resume logic are shared.
     """
 
@@ -200,7 +201,7 @@ class Search:
         self.constraints = self.cfg.constraints()
 
     def _new_meta(self) -> dict:
-        """The run meta of a new run (:mod:`tinysr.search.run_store`)."""
+        """The run meta of a new run (:mod:`tinysr.search.core.run_store`)."""
         bicubic = bicubic_psnr(self.data.val, self.cfg.scale)
         self.psnr_min = self.cfg.psnr_floor(bicubic)
         return _run_meta(self.cfg, self.strategy, self.constraints, self.psnr_min, bicubic, self.data.fingerprint())
@@ -223,8 +224,8 @@ class Search:
         return self.constraints.check(genotype)
 
     def _job(self, c: _Candidate):
-        """The backend job that evaluates ``c`` (:func:`tinysr.search.backends.run_job`)."""
-        return str(c.genotype), self.store.get(c.genotype), self.cfg.n_feats
+        """The backend job that evaluates ``c`` (:func:`tinysr.search.core.backends.run_job`)."""
+        return GeneratorJob(str(c.genotype), self.store.get(c.genotype), self.cfg.n_feats)
 
     def _score(self, c: _Candidate, value) -> dict:
         """Set ``c``'s psnr, reward and state dict from an evaluation result; returns its trial attributes."""
