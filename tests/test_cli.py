@@ -56,7 +56,7 @@ def _one_line_error(argv, capsys) -> str:
 @pytest.mark.parametrize("argv, words", [
     (["train", "--set", "steps=abc"], ["steps", "'abc'", "integer"]),
     (["train", "--set", "lr=fast"], ["lr", "'fast'", "number"]),
-    (["upscale", "x.png", "--tile", "0"], ["--tile 0", "at least 1"]),
+    (["upscale", "x.png", "--tile", "-1"], ["--tile -1", "at least 1"]),
     (["upscale", "x.png", "--tile-overlap", "-1"], ["--tile-overlap -1", "0 or more"]),
     (["upscale", "x.png", "--threads", "-2"], ["--threads -2", "0 (the runtime's default)"]),
     (["upscale", "x.png", "--model", "tpsr-x5"], ["'tpsr-x5'", "did you mean tpsr_x4"]),

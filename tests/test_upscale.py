@@ -93,7 +93,7 @@ def test_a_batch_goes_on_past_unreadable_files(tmp_path, ckpt, capsys):
     assert len(err) == 3 and "Traceback" not in captured.err, captured.err
     assert err[0].startswith("tinysr: error: ") and "broken.png: cannot read image" in err[0]
     assert err[1] == f"tinysr: error: {d / 'empty.png'}: empty file (0 bytes)"
-    assert err[2].startswith("tinysr: error: 2 of 4 images failed")
+    assert err[2].startswith("tinysr: error: 2 of 4 files failed")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]  # no temporaries
     assert all(Image.open(tmp_path / "out" / n).size == (96, 80) for n in ("a.png", "c.png"))
     assert "a.png (24x20) ->" in captured.out and "c.png (24x20) ->" in captured.out
@@ -154,3 +154,99 @@ def test_4000x3000_upscales_x4_with_bounded_memory(tmp_path, ckpt):
     peak_gb = peak_kb / 1024 ** 2
     print(f"peak RSS {peak_gb:.2f} GB")
     assert peak_gb < 4.0  # measured 1.9 GB
+
+
+# --- the conventions of Real-ESRGAN's CLI: --outscale, --ext, --suffix, --quality, --tile 0 ---------------
+def test_outscale_gives_any_final_scale(tmp_path, ckpt):
+    rgb = rng_image(20, 24)
+    Image.fromarray(rgb).save(tmp_path / "p.png")
+    Image.fromarray(np.dstack([rgb, rgb[..., :1]]), "RGBA").save(tmp_path / "a.png")
+    for f, size in (("2", (48, 40)), ("3", (72, 60)), ("1.5", (36, 30)), ("6", (144, 120))):
+        dst = tmp_path / f"p_{f}.png"
+        assert main(["upscale", str(tmp_path / "p.png"), "-o", str(dst), "--model", str(ckpt), "--outscale", f,
+                     "-q"]) == 0
+        assert Image.open(dst).size == size, f
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "a2.png"), "--model", str(ckpt),
+                 "--outscale", "2", "-q"]) == 0
+    with Image.open(tmp_path / "a2.png") as im:
+        assert im.mode == "RGBA" and im.size == (48, 40)
+
+
+def test_outscale_resize_is_lanczos_of_the_model_output():
+    from tinysr.upscale import final_size, resize_output
+
+    runner = TorchRunner(_random_tpsr())
+    img = rng_image(16, 20).astype(np.float32) / 255
+    x4 = upscale_array(runner, img, bit_depth=8)
+    assert final_size(20, 16, 4, 2.0) == (40, 32) and final_size(20, 16, 4, None) == (80, 64)
+    expected = np.asarray(Image.fromarray(x4).resize((40, 32), Image.LANCZOS))
+    assert np.array_equal(resize_output(x4, (40, 32)), expected)
+    deep = resize_output(x4.astype(np.uint16) * 257, (40, 32))
+    assert deep.dtype == np.uint16 and np.abs(deep.astype(int) // 257 - expected).max() <= 1
+
+
+def test_ext_suffix_format_alias_and_quality(tmp_path, ckpt):
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.fromarray(rng_image(20, 24, seed=1)).save(d / "a.png")
+    Image.fromarray(rng_image(20, 24, seed=2)).save(d / "b.jpg", quality=90)
+
+    def names(*argv):
+        out = tmp_path / "o"
+        assert main(["upscale", str(d), "-o", str(out), "--model", str(ckpt), "-q", *argv]) == 0
+        found = sorted(p.name for p in out.iterdir())
+        for p in out.iterdir():
+            p.unlink()
+        return found
+
+    assert names() == ["a.png", "b.png"]  # the default: PNG, NAME.EXT
+    assert names("--ext", "auto") == ["a.png", "b.jpg"]
+    assert names("--ext", "webp", "--suffix", "out") == ["a_out.webp", "b_out.webp"]
+    assert names("--format", "jpg") == ["a.jpg", "b.jpg"]  # the former flag still works
+    sizes = {}
+    for q in ("30", "95"):
+        assert main(["upscale", str(d / "a.png"), "-o", str(tmp_path / f"q{q}.jpg"), "--model", str(ckpt),
+                     "--quality", q, "-q"]) == 0
+        sizes[q] = (tmp_path / f"q{q}.jpg").stat().st_size
+    assert sizes["30"] < sizes["95"]
+
+
+def test_an_output_that_would_overwrite_its_input_is_refused(tmp_path, ckpt, capsys):
+    Image.fromarray(rng_image(20, 24)).save(tmp_path / "a.png")
+    Image.fromarray(rng_image(20, 24, seed=3)).save(tmp_path / "b.png")
+    before = (tmp_path / "a.png").read_bytes()
+    assert main(["upscale", str(tmp_path), "-o", str(tmp_path), "--model", str(ckpt), "-q"]) == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert (tmp_path / "a.png").read_bytes() == before
+
+
+def test_tile_zero_is_chosen_from_injected_memory_figures(tmp_path):
+    from tinysr.upscale import FALLBACK_TILE, TILE_LIMITS, activation_bytes_per_pixel, auto_tile, choose_tile, \
+        mem_available
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemFree:         1000000 kB\nMemAvailable:    8388608 kB\n")
+    assert mem_available(meminfo) == 8 * 2 ** 30
+    assert mem_available(tmp_path / "absent") is None
+    (tmp_path / "old").write_text("MemTotal: 1 kB\n")
+    assert mem_available(tmp_path / "old") is None
+    # 1 GiB available, 4 KiB per pixel, 25%: sqrt(2^28 / 2^12) = 256 -> 256 - 2 * 16 = 224
+    assert choose_tile(4096, 16, 2 ** 30)[0] == 224
+    assert choose_tile(4096, 16, 4 * 2 ** 30)[0] == 480  # 4x the memory: twice the side, less the context
+    assert choose_tile(4096, 16, 2 ** 20)[0] == TILE_LIMITS[0]  # starved: the smallest tile
+    assert choose_tile(16, 16, 2 ** 40)[0] == TILE_LIMITS[1]
+    assert choose_tile(4096, 16, None) == (FALLBACK_TILE, f"MemAvailable unknown: default {FALLBACK_TILE}")
+    assert choose_tile(None, 16, 2 ** 30)[0] == FALLBACK_TILE
+    runner = TorchRunner(_random_tpsr())
+    bpp = activation_bytes_per_pixel(runner)
+    assert 500 < bpp < 20000  # TPSR: 16-channel features, a few dozen layers
+    assert activation_bytes_per_pixel(object()) is None
+    tile, why = auto_tile(runner, 16, meminfo)
+    assert tile == choose_tile(bpp, 16, 8 * 2 ** 30)[0] and "MemAvailable 8.0 GiB" in why
+
+
+def test_tile_zero_says_the_tile_with_verbose(tmp_path, ckpt, capsys):
+    Image.fromarray(rng_image(20, 24)).save(tmp_path / "p.png")
+    assert main(["-v", "upscale", str(tmp_path / "p.png"), "-o", str(tmp_path / "o.png"), "--model", str(ckpt),
+                 "--tile", "0", "-q"]) == 0
+    assert "--tile 0: tile " in capsys.readouterr().out and Image.open(tmp_path / "o.png").size == (96, 80)

@@ -332,3 +332,111 @@ def format_train_bench(result: dict) -> str:
     lines += [f"{a} / {b} at batch {r['batch']}: forward {r['forward']:.2f}, fwd+bwd {r['fwd_bwd']:.2f}"
               for r in result["ratios"]]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ tinysr bench --video WxH
+def make_clip(path, size=(1280, 720), frames: int = 300, fps: int = 30, image: str | None = None,
+              audio: bool = True, progress: bool = False) -> None:
+    """A test clip: the bundled sample photo (or ``image``) panned 2 px a frame across a ``size``
+    (width, height) window, H.264 (libx264 CRF 18, 4:2:0, limited range) or the best encoder this
+    FFmpeg has, with a 440 Hz AAC tone."""
+    import av
+    from tqdm.auto import tqdm
+
+    from .video import choose_encoder
+
+    w, h = size
+    big = np.asarray(photo((w + 2 * frames, h), image))
+    encoder = choose_encoder(Path(path).suffix)
+    with av.open(str(path), "w") as out:
+        v = out.add_stream(encoder, rate=fps, options={"crf": "18", "preset": "veryfast"} if encoder == "libx264" else {})
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        a = None
+        if audio:
+            a = out.add_stream("aac", rate=48000)
+            a.layout = "mono"
+        for i in tqdm(range(frames), desc="making the clip", unit="frame", disable=not progress, leave=False):
+            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(big[:, 2 * i:2 * i + w]), "rgb24")
+            f.pts = i
+            for p in v.encode(f):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+        if a is not None:
+            n = round(48000 * frames / fps)
+            tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 48000)).astype(np.float32)
+            for k in range(0, n, 1024):
+                f = av.AudioFrame.from_ndarray(tone[None, k:k + 1024], format="flt", layout="mono")
+                f.sample_rate, f.pts = 48000, k
+                for p in a.encode(f):
+                    out.mux(p)
+            for p in a.encode():
+                out.mux(p)
+
+
+def run_video_bench(spec: str = "tpsr_x4", size=(1280, 720), frames: int = 300, fps: int = 30,
+                    rounds: int = 1, threads: int = 0, tile: int = 256, overlap: int = 16,
+                    progress: bool = True) -> dict:
+    """Times of ``tinysr upscale`` on a video in one run: the model's compute alone on the clip's
+    frames (decoded beforehand and held in memory as uint8; per frame the float conversion and the
+    tiled inference into a uint8 array, as the pipeline's model thread does) against the whole
+    pipeline (decode + upscale + encode + audio copy, :func:`tinysr.video.upscale_video`), in
+    ``rounds`` interleaved rounds; wall time and the process's CPU time; ratio and fps."""
+    import av
+    from tqdm.auto import tqdm
+
+    from .profile.host import cpu_model
+    from .runtimes import make_runner
+    from .upscale import upscale_array
+    from .video import frame_to_rgb, upscale_video
+
+    runner = make_runner(spec, "auto", threads)
+    with tempfile.TemporaryDirectory(prefix="tinysr-bench-") as d:
+        d = Path(d)
+        clip = d / "clip.mp4"
+        make_clip(clip, size, frames, fps, progress=progress)
+        with av.open(str(clip)) as c:
+            decoded = [frame_to_rgb(f, False) for f in c.decode(video=0)]
+
+        def compute():
+            for rgb in tqdm(decoded, desc="model compute", unit="frame", disable=not progress, leave=False):
+                upscale_array(runner, rgb.astype(np.float32) / 255.0, tile, overlap, bit_depth=8)
+
+        report = {}
+
+        def pipeline():
+            report["r"] = upscale_video(runner, clip, d / "out.mp4", tile, overlap, progress=progress)
+
+        configs = {"model compute alone": compute, "whole video (decode + upscale + encode)": pipeline}
+        times = {k: [] for k in configs}
+        cpu = {k: [] for k in configs}
+        for _ in range(rounds):
+            for name, fn in configs.items():
+                c = time.process_time()
+                times[name].append(_timed(fn))
+                cpu[name].append(time.process_time() - c)
+        r = report["r"]
+        out_bytes = (d / "out.mp4").stat().st_size
+    n = len(decoded)
+    rows = [{"what": k, "median_s": statistics.median(v), "best_s": min(v), "runs_s": v,
+             "fps": n / statistics.median(v), "median_cpu_s": statistics.median(cpu[k])} for k, v in times.items()]
+    return {"model": spec, "input_size": list(size), "output_size": list(r.out_size), "frames": n, "fps": fps,
+            "cpu": cpu_model(), "cores": os.cpu_count(), "runtime": runner.name,
+            "threads": torch.get_num_threads() if runner.name == "torch" else threads, "tile": tile,
+            "rounds": rounds, "encoder": r.encoder, "copied": r.copied, "output_bytes": out_bytes, "rows": rows,
+            "ratio": rows[1]["median_s"] / rows[0]["median_s"]}
+
+
+def format_video_bench(result: dict) -> str:
+    (w, h), (ow, oh) = result["input_size"], result["output_size"]
+    compute, cpu = result["rows"][0]["median_s"], result["rows"][0]["median_cpu_s"]
+    lines = [f"{result['model']}: {result['frames']} frames {w}x{h} at {result['fps']} fps -> {ow}x{oh}, encoder "
+             f"{result['encoder']}, copied {', '.join(result['copied']) or 'nothing'}; {result['cpu']}, "
+             f"{result['cores']} cores, {result['runtime']} {result['threads'] or 'default'} thread(s), tile "
+             f"{result['tile']}; medians of {result['rounds']} round(s)",
+             f"{'':<42}{'median s':>9}{'fps':>8}{'x compute':>10}{'CPU s':>9}{'x compute':>10}"]
+    lines += [f"{r['what']:<42}{r['median_s']:>9.2f}{r['fps']:>8.2f}{r['median_s'] / compute:>10.2f}"
+              f"{r['median_cpu_s']:>9.2f}{r['median_cpu_s'] / cpu:>10.2f}" for r in result["rows"]]
+    lines.append(f"whole video / model compute = {result['ratio']:.2f} (target <= 1.25); output "
+                 f"{result['output_bytes'] / 1e6:.2f} MB")
+    return "\n".join(lines)

@@ -21,6 +21,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", "
 # Pillow refuses images above ~179 Mpx as "decompression bombs"; we allow larger ones
 # explicitly (tiling keeps memory bounded) up to this many pixels.
 MAX_PIXELS = 400_000_000
+#: JPEG / WebP quality of outputs (Real-ESRGAN's, through OpenCV, is 95; Pillow's own default 75)
+DEFAULT_QUALITY = 95
 
 
 class ImageReadError(ValueError):
@@ -160,8 +162,9 @@ def output_format(path: str | os.PathLike) -> str:
 
 
 def save_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | None = None,
-               grayscale: bool = False, bit_depth: int = 8) -> None:
-    """Write atomically; the format follows the extension (16-bit only where the format holds it)."""
+               grayscale: bool = False, bit_depth: int = 8, quality: int | None = None) -> None:
+    """Write atomically; the format follows the extension (16-bit only where the format holds it).
+    ``quality`` (1-100) for JPEG and WebP (default :data:`DEFAULT_QUALITY`)."""
     fmt = output_format(path)
     if fmt == "JPEG":
         alpha, bit_depth = None, 8  # JPEG holds neither
@@ -172,7 +175,8 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | Non
         atomic_write(path, lambda tmp: write_png(tmp, pixels))
         return
     im = to_pil(rgb, alpha, grayscale, bit_depth)
-    atomic_write(path, lambda tmp: im.save(tmp, format=fmt))
+    extra = {"quality": quality or DEFAULT_QUALITY} if fmt in ("JPEG", "WEBP") else {}
+    atomic_write(path, lambda tmp: im.save(tmp, format=fmt, **extra))
 
 
 # --- PNG ------------------------------------------------------------------------------------
@@ -260,8 +264,8 @@ def write_png(path: str | os.PathLike, pixels: np.ndarray, threads: int | None =
         _png_chunk(f, b"IEND")
 
 
-def list_images(inputs, recursive: bool = False) -> list[Path]:
-    """Expand files, folders and glob patterns into a sorted list of image files."""
+def list_images(inputs, recursive: bool = False, extensions=IMAGE_EXTENSIONS) -> list[Path]:
+    """Expand files, folders and glob patterns into a sorted list of image files (of ``extensions``)."""
     import glob
 
     found: list[Path] = []
@@ -270,12 +274,12 @@ def list_images(inputs, recursive: bool = False) -> list[Path]:
         p = Path(item)
         if p.is_dir():
             it = p.rglob("*") if recursive else p.iterdir()
-            found.extend(sorted(f for f in it if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS))
+            found.extend(sorted(f for f in it if f.is_file() and f.suffix.lower() in extensions))
         elif p.is_file():
             found.append(p)
         else:
             matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
-            files = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_EXTENSIONS]
+            files = [m for m in matches if m.is_file() and m.suffix.lower() in extensions]
             if not files:
                 raise FileNotFoundError(f"{item}: no such file, folder, or matching images")
             found.extend(files)

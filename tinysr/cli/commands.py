@@ -62,27 +62,42 @@ def cmd_upscale(args):
     from tqdm.auto import tqdm
 
     from ..bundled import sample_image
-    from ..imageio import list_images
+    from ..imageio import IMAGE_EXTENSIONS, list_images
     from ..runtimes import make_runner
-    from ..upscale import upscale_files
+    from ..upscale import auto_tile, check_outscale, upscale_files
+    from ..video import VIDEO_EXTENSIONS
 
-    check_at_least("--tile", args.tile, 1, "the tile side must be at least 1 LR pixel (default 256)")
+    check_at_least("--tile", args.tile, 0, "the tile side must be at least 1 LR pixel, or 0 to choose it from the "
+                   "free memory (default 256)")
+    check_outscale(args.outscale)
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        raise ValueError(f"--quality {args.quality}: JPEG / WebP quality runs from 1 to 100")
+    if args.crf is not None:
+        check_at_least("--crf", args.crf, 0, "the encoder's quality scale starts at 0 (lossless for libx264)")
     check_at_least("--tile-overlap", args.tile_overlap, 0, "the context around each tile must be 0 or more pixels")
     check_at_least("--threads", args.threads, 0, "must be 0 (the runtime's default) or a number of threads")
     inputs = args.inputs or [str(sample_image())]
     if not args.inputs:
         print(f"no input given: upscaling the bundled sample {sample_image().name}")
-    files = list_images(inputs)
+    files = list_images(inputs, extensions=IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
     if not files:
-        raise FileNotFoundError("no images found in the inputs")
+        raise FileNotFoundError("no images or videos found in the inputs")
     t0 = time.perf_counter()
     runner = make_runner(args.model, args.runtime, args.threads)
     load_s = time.perf_counter() - t0
+    scale_label = f"{args.outscale:g}" if args.outscale else str(runner.scale)
     if args.output:
         out = Path(args.output)
+    elif len(files) == 1:
+        out = Path(".")  # NAME_SUFFIX.EXT here
     else:
-        out = Path(f"{files[0].stem}_x{runner.scale}.png") if len(files) == 1 else Path(f"upscaled_x{runner.scale}")
-    fmt = f".{args.format}" if args.format else None
+        out = Path(f"upscaled_x{scale_label}")
+    suffix = args.suffix if args.suffix is not None or args.output else f"x{scale_label}" if len(files) == 1 else None
+    tile = args.tile
+    if tile == 0:
+        tile, why = auto_tile(runner, args.tile_overlap)
+        if args.verbose:
+            print(f"--tile 0: tile {tile} ({why})")
     failed = []
 
     def report(src, e):
@@ -92,17 +107,18 @@ def cmd_upscale(args):
         tqdm.write(f"tinysr: error: {message}", file=sys.stderr)
         failed.append(src)
 
-    reports = upscale_files(runner, files, out, args.tile, args.tile_overlap, progress=not args.quiet, fmt=fmt,
-                            on_error=report)
+    video = {"codec": args.codec, "crf": args.crf, "preset": args.preset}
+    reports = upscale_files(runner, files, out, tile, args.tile_overlap, progress=not args.quiet, fmt=args.ext,
+                            on_error=report, suffix=suffix, outscale=args.outscale, quality=args.quality, video=video)
     for r in reports:
         print(f"{r.src} ({r.in_size[0]}x{r.in_size[1]}) -> {r.dst} ({r.out_size[0]}x{r.out_size[1]}) "
-              f"in {r.seconds:.2f} s")
+              f"in {r.seconds:.2f} s" + (f" ({r.detail})" if r.detail else ""))
     if reports:
         total = sum(r.seconds for r in reports)
         print(f"model {args.model} (x{runner.scale}, {runner.name}), loaded in {load_s:.2f} s; "
-              f"{len(reports)} image(s) in {total:.2f} s")
+              f"{len(reports)} file(s) in {total:.2f} s")
     if failed and len(files) > 1:
-        print(f"tinysr: error: {len(failed)} of {len(files)} images failed: {', '.join(str(p) for p in failed)}",
+        print(f"tinysr: error: {len(failed)} of {len(files)} files failed: {', '.join(str(p) for p in failed)}",
               file=sys.stderr)
     return 2 if failed else 0
 
@@ -313,7 +329,8 @@ def cmd_pareto(args):
 def cmd_bench(args):
     from ..imageio import atomic_write
 
-    rounds = args.rounds if args.rounds is not None else (3 if args.train_step else 5 if args.upscale else 10)
+    rounds = args.rounds if args.rounds is not None else (
+        3 if args.train_step else 5 if args.upscale else 1 if args.video else 10)
     check_at_least("--rounds", rounds, 1, "time at least 1 round")
     if args.train_step:
         from ..bench import format_train_bench, run_train_bench
@@ -326,6 +343,18 @@ def cmd_bench(args):
         result = run_train_bench(models, positive_ints(args.batches, "--batches", "batch sizes", "1,4,16"), args.patch, threads[0], rounds,
                                  progress=not args.quiet)
         print(format_train_bench(result))
+    elif args.video:
+        from ..bench import format_video_bench, run_video_bench
+
+        threads = thread_counts(args.threads) if args.threads else (0,)
+        if len(threads) > 1:
+            raise ValueError(f"--threads {args.threads}: --video times one thread count")
+        check_at_least("--frames", args.frames, 1, "the clip needs at least 1 frame")
+        check_at_least("--fps", args.fps, 1, "the clip's frame rate must be at least 1")
+        check_at_least("--tile", args.tile, 1, "the tile side must be at least 1 LR pixel")
+        result = run_video_bench(args.model or "tpsr_x4", parse_size(args.video, "WxH"), args.frames, args.fps,
+                                 rounds, threads[0], args.tile, progress=not args.quiet)
+        print(format_video_bench(result))
     elif args.upscale:
         from ..bench import format_upscale_bench, run_upscale_bench
 
