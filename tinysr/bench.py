@@ -374,12 +374,29 @@ def make_clip(path, size=(1280, 720), frames: int = 300, fps: int = 30, image: s
                 out.mux(p)
 
 
+def _in_thread(fn) -> None:
+    import threading
+
+    errors = []
+
+    def target():
+        try:
+            fn()
+        except BaseException as e:  # noqa: BLE001 - raised in the caller
+            errors.append(e)
+    t = threading.Thread(target=target, name="tinysr-bench-compute")
+    t.start()
+    t.join()
+    if errors:
+        raise errors[0]
+
+
 def run_video_bench(spec: str = "tpsr_x4", size=(1280, 720), frames: int = 300, fps: int = 30,
                     rounds: int = 1, threads: int = 0, tile: int = 256, overlap: int = 16,
                     progress: bool = True) -> dict:
     """Times of ``tinysr upscale`` on a video in one run: the model's compute alone on the clip's
     frames (decoded beforehand and held in memory as uint8; per frame the float conversion and the
-    tiled inference into a uint8 array, as the pipeline's model thread does) against the whole
+    tiled inference into a uint8 array, in a thread as the pipeline's model thread does) against the whole
     pipeline (decode + upscale + encode + audio copy, :func:`tinysr.video.upscale_video`), in
     ``rounds`` interleaved rounds; wall time and the process's CPU time; ratio and fps."""
     import av
@@ -398,9 +415,14 @@ def run_video_bench(spec: str = "tpsr_x4", size=(1280, 720), frames: int = 300, 
         with av.open(str(clip)) as c:
             decoded = [frame_to_rgb(f, False) for f in c.decode(video=0)]
 
-        def compute():
+        def compute_frames():
             for rgb in tqdm(decoded, desc="model compute", unit="frame", disable=not progress, leave=False):
                 upscale_array(runner, rgb.astype(np.float32) / 255.0, tile, overlap, bit_depth=8)
+
+        def compute():
+            # in a thread of its own, as in the pipeline: torch's intra-op pool behaves differently on
+            # the main thread (on a loaded 2-core machine it ran the same frames several times slower)
+            _in_thread(compute_frames)
 
         report = {}
 

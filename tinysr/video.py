@@ -327,7 +327,6 @@ def upscale_video(runner, src, dst, tile: int = 256, overlap: int = 16, outscale
     q_frames: queue.Queue = queue.Queue(QUEUE_FRAMES + 4 * max(1, len(copy)))
     q_out: queue.Queue = queue.Queue(QUEUE_FRAMES + 4 * max(1, len(copy)))
     scale = runner.scale
-    decoded = [0]
 
     def decode():
         try:
@@ -347,7 +346,6 @@ def upscale_video(runner, src, dst, tile: int = 256, overlap: int = 16, outscale
                                           int(frame.color_primaries or 0), int(frame.color_trc or 0),
                                           dm, frame.rotation if first else 0)
                         first = False
-                        decoded[0] += 1
                         if not _put(q_frames, ("frame", info, frame_to_rgb(frame, deep)), stop):
                             return
                 elif packet.dts is not None and packet.size:
