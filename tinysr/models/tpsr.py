@@ -181,3 +181,9 @@ def tpsr_x4_gan(genotype=TPSR_GENOTYPE, n_feats=16):
                 description="TPSR (ECCV 2020) cell, 16 features, x2")
 def tpsr_x2(genotype=TPSR_GENOTYPE, n_feats=16):
     return CellSR(genotype, 2, n_feats)
+
+
+@register_model("tpsr_pareto_x4", family="tpsr", scale=4, weights="tpsr_pareto_x4.pt",
+                description="TPSR cell x4 trained with the Pareto comparison's common recipe (configs/pareto_x4.yaml)")
+def tpsr_pareto_x4(genotype=TPSR_GENOTYPE, n_feats=16):
+    return CellSR(genotype, 4, n_feats)

@@ -19,10 +19,15 @@ from ..imageio import atomic_write
 from ..runtimes import TorchRunner
 
 
-def bundle(run_dir: str | Path, name: str, checkpoint: str = "last.pt", eval_dirs: list[str] = ()) -> dict:
+def bundle(run_dir: str | Path, name: str, checkpoint: str = "last.pt", eval_dirs: list[str] = (),
+           reproduce: str | None = None) -> dict:
+    """``reproduce``: the command that trains it (default ``tinysr train tinysr/configs/NAME.yaml``).
+    The bundled weights are the network's deployed form (a collapsible network collapsed)."""
+    from ..models.mobile import deploy
+
     run_dir = Path(run_dir)
     ckpt = read_checkpoint(run_dir / checkpoint)
-    model = model_from_checkpoint(ckpt, str(run_dir / checkpoint)).eval()
+    model = deploy(model_from_checkpoint(ckpt, str(run_dir / checkpoint))).eval()
     cfg = ckpt.get("train_config") or ckpt["meta"].get("train_config")
     gan = bool(cfg.get("gan"))
     history = [{"step": int(r["step"]), "val_psnr": float(r["val_psnr"]),
@@ -46,7 +51,7 @@ def bundle(run_dir: str | Path, name: str, checkpoint: str = "last.pt", eval_dir
                   "selected_by": f"lowest validation LPIPS-{ckpt['meta'].get('lpips_net', 'alex')} on held-out "
                                  "training images" if checkpoint == "best.pt" else None} if gan else {}),
               "evaluation": "tinysr eval convention: Y (BT.601 studio), shave = scale, 8-bit outputs",
-              "reproduce": f"tinysr train tinysr/configs/{name}.yaml"}
+              "reproduce": reproduce or f"tinysr train tinysr/configs/{name}.yaml"}
     atomic_write(dest.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(recipe, indent=2) + "\n"))
     return recipe
 
@@ -57,8 +62,9 @@ def main(argv=None):
     p.add_argument("name")
     p.add_argument("--checkpoint", default="last.pt")
     p.add_argument("--eval", nargs="*", default=[])
+    p.add_argument("--reproduce", help="the command that trains it (default: tinysr train tinysr/configs/NAME.yaml)")
     a = p.parse_args(argv)
-    r = bundle(a.run_dir, a.name, a.checkpoint, a.eval)
+    r = bundle(a.run_dir, a.name, a.checkpoint, a.eval, a.reproduce)
     print(json.dumps(r["final_metrics"], indent=2))
 
 
