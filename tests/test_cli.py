@@ -121,3 +121,18 @@ def test_bench_photo_covers_and_crops():
     im = photo((100, 30))
     assert im.size == (100, 30) and im.mode == "RGB"
     assert np.asarray(im).std() > 10  # a photo, not a flat fill
+
+
+
+def test_warnings_are_one_line_while_a_command_runs_and_the_format_is_restored_after(monkeypatch):
+    import warnings
+
+    from tinysr.cli import commands
+
+    seen = []
+    monkeypatch.setattr(commands, "cmd_models", lambda args: seen.append(
+        warnings.formatwarning("a note for the user", UserWarning, "somewhere.py", 7)))
+    before = warnings.formatwarning
+    assert main(["models"]) == 0
+    assert seen == ["tinysr: warning: a note for the user\n"]
+    assert warnings.formatwarning is before  # tests and programs that call main() keep their own format

@@ -19,8 +19,10 @@ from tinysr.runtimes import LiteRTRunner
 @pytest.fixture(scope="module")
 def int8io(tmp_path_factory):
     out = tmp_path_factory.mktemp("rt") / "m.tflite"
-    export_model("tpsr_x4", out, ExportOptions(target="tflite", precision="int8", int8_io=True, input_size=(32, 32),
-                                               calib_count=8), progress=False)
+    # the quality check's tiles at this small size leave no room for the default overlap: said so
+    with pytest.warns(UserWarning, match=r"fixed input 32x32 leaves no room for an overlap of 16"):
+        export_model("tpsr_x4", out, ExportOptions(target="tflite", precision="int8", int8_io=True,
+                                                   input_size=(32, 32), calib_count=8), progress=False)
     return out
 
 

@@ -95,7 +95,11 @@ def test_both_gan_losses_train_on_real_images(tmp_path, weights_dir, l1_checkpoi
     data = _cfg(tmp_path, loss, l1_checkpoint, adversarial_loss=loss, discriminator=disc, ema=0.9)
     data.update(patch_size=patch, steps=6, val_every=3)
     cfg = TrainConfig.from_dict(data)
-    result = train(cfg, progress=False)
+    if patch * 2 > 78:  # T91's smallest images are smaller than the HR patch: skipped, and said so
+        with pytest.warns(UserWarning, match=r"skipping \d+ of \d+ images: .*smaller than an HR patch"):
+            result = train(cfg, progress=False)
+    else:
+        result = train(cfg, progress=False)
     assert result.step == 6 and result.lpips_net == "alex" and math.isfinite(result.best_lpips)
     rows = list(csv.DictReader(open(tmp_path / loss / "log.csv")))
     for key in ("g_loss", "d_loss", "pixel", "perceptual", "adversarial"):

@@ -260,9 +260,18 @@ def _one_line_warning(message, category, filename, lineno, line=None):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; warnings print as one ``tinysr: warning:`` line while it runs (the caller's
+    warning format is restored after: main() also runs inside other programs and tests)."""
     import warnings
 
-    warnings.formatwarning = _one_line_warning
+    previous, warnings.formatwarning = warnings.formatwarning, _one_line_warning
+    try:
+        return _run(argv)
+    finally:
+        warnings.formatwarning = previous
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -49,7 +50,11 @@ def export_onnx(model: nn.Module, input_size: tuple[int, int], out_path: str | P
     out_axes = axes
     buf = io.BytesIO()
     try:
-        with torch.no_grad():
+        # The TorchScript exporter on purpose (dynamo=False): the torch.export-based one needs onnxscript,
+        # which tinysr does not depend on. Its deprecation notices are about that choice: not shown.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
+            warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
             torch.onnx.export(model.eval(), (sample,), buf, opset_version=opset, input_names=["input"],
                               output_names=["output"], dynamo=False,
                               dynamic_axes={"input": axes, "output": out_axes} if dynamic else None)
