@@ -240,6 +240,10 @@ def test_kill_9_at_random_moments_then_resume(photo_dir, tmp_path):
                                  str(cfg_path), "-q", *resume], cwd=ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
         time.sleep(rng.uniform(3.5, 8.0))  # start-up (imports, data) takes ~4 s
+        while proc.poll() is None and not (tmp_path / "run" / "run.json").is_file():
+            time.sleep(0.1)  # a loaded machine starts slowly: the run must exist before the first kill
+        if not resume:
+            time.sleep(rng.uniform(0.0, 3.0))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
@@ -309,7 +313,7 @@ def test_ctrl_c_stops_in_one_line_and_resume_is_exact(photo_dir, tmp_path):
     exit 130 with one line on stderr, no worker tracebacks; the resume ends with an uninterrupted run's trials."""
     data = config(photo_dir, tmp_path / "ref", evaluations=6, round_size=2, workers=2)
     data["proxy"]["steps"] = 60
-    run_search(SearchConfig.from_dict(data), progress=False)
+    run_search(SearchConfig.from_dict({**data, "workers": 0}), progress=False)  # same trials on every backend
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text(yaml.safe_dump({**data, "run_dir": str(tmp_path / "run")}))
     args = [sys.executable, "-m", "tinysr.cli.main", "search", "generator", "--config", str(cfg_path), "-q"]
@@ -326,7 +330,7 @@ def test_ctrl_c_stops_in_one_line_and_resume_is_exact(photo_dir, tmp_path):
     _, study = run_store.open_run(tmp_path / "run")
     states = [r.state for r in run_store.trial_records(study)]
     assert "running" not in states and "failed" not in states
-    r = _cli("search", "generator", "--config", str(cfg_path), "-q", "--resume")
+    r = _cli("search", "generator", "--config", str(cfg_path), "-q", "--resume", "--workers", "0")
     assert r.returncode == 0, r.stderr
     assert finished(tmp_path / "run") == finished(tmp_path / "ref")
 
