@@ -112,3 +112,109 @@ class Cell(nn.Module):
         for i in self._leaves[1:]:
             y = y + outs[i]
         return y
+
+
+# ------------------------------------------------------------------ the skeleton around the cell
+#: Skeleton options of :class:`tinysr.models.tpsr.CellSR` (the paper's skeleton: 16 features, one
+#: cell, two x2 sub-pixel blocks, no output clip).
+DEFAULT_WIDTH, DEFAULT_DEPTH, DEFAULT_UPSAMPLER = 16, 1, "tpsr"
+UPSAMPLERS = ("tpsr", "anchor")
+
+
+@dataclass(frozen=True)
+class NetworkGenotype:
+    """A cell and the skeleton around it: width ``n_feats``, depth ``n_cells`` (the cell applied that many
+    times in sequence, each with its own weights), ``upsampler`` (``"tpsr"``: mean shift and two x2
+    sub-pixel blocks; ``"anchor"``: one conv to 3 * scale^2 plus the input-repeat anchor before one
+    depth-to-space) and ``clip`` (output clipped to [0, 1]).
+
+    Text form: the skeleton, ``|``, the cell, e.g. ``w32 d2 anchor clip | conv3@in dsep5@0``. The text
+    always names width, depth and upsampler (``clip`` only when set); :meth:`parse` reads the tokens in
+    any order, a missing one taking the paper's value, and a text without ``|`` as the cell alone in
+    the paper's skeleton. A bare cell's text (:class:`Genotype`) never holds ``|``, so every existing
+    genotype text keeps its meaning.
+    """
+
+    cell: Genotype
+    n_feats: int = DEFAULT_WIDTH
+    n_cells: int = DEFAULT_DEPTH
+    upsampler: str = DEFAULT_UPSAMPLER
+    clip: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.cell, str):
+            object.__setattr__(self, "cell", Genotype.parse(self.cell))
+        object.__setattr__(self, "n_feats", int(self.n_feats))
+        object.__setattr__(self, "n_cells", int(self.n_cells))
+        object.__setattr__(self, "clip", bool(self.clip))
+        if self.n_feats < 1:
+            raise ValueError(f"the width must be at least 1, got {self.n_feats}")
+        if self.n_cells < 1:
+            raise ValueError(f"the depth (cells in sequence) must be at least 1, got {self.n_cells}")
+        if self.upsampler not in UPSAMPLERS:
+            raise ValueError(f"upsampler must be one of {', '.join(UPSAMPLERS)}, got {self.upsampler!r}")
+
+    @property
+    def skeleton(self) -> dict:
+        """The :class:`~tinysr.models.tpsr.CellSR` keyword arguments of the skeleton."""
+        return {"n_feats": self.n_feats, "n_cells": self.n_cells, "upsampler": self.upsampler, "clip": self.clip}
+
+    @property
+    def is_default(self) -> bool:
+        """The paper's skeleton (16 features, one cell, TPSR up-sampling, no clip)."""
+        return (self.n_feats, self.n_cells, self.upsampler, self.clip) == (
+            DEFAULT_WIDTH, DEFAULT_DEPTH, DEFAULT_UPSAMPLER, False)
+
+    # the cell's interface, so code that reads a genotype's nodes works on a network too
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        return self.cell.nodes
+
+    @property
+    def leaves(self) -> tuple[int, ...]:
+        return self.cell.leaves
+
+    def prefix(self) -> str:
+        return f"w{self.n_feats} d{self.n_cells} {self.upsampler}" + (" clip" if self.clip else "")
+
+    def __str__(self) -> str:
+        return f"{self.prefix()} | {self.cell}"
+
+    @classmethod
+    def parse(cls, text: str) -> "NetworkGenotype":
+        if "|" not in text:
+            return cls(Genotype.parse(text))
+        head, _, cell = text.partition("|")
+        kw: dict = {}
+        for tok in head.split():
+            if tok[0] == "w" and tok[1:].isdigit():
+                key, value = "n_feats", int(tok[1:])
+            elif tok[0] == "d" and tok[1:].isdigit():
+                key, value = "n_cells", int(tok[1:])
+            elif tok in UPSAMPLERS:
+                key, value = "upsampler", tok
+            elif tok == "clip":
+                key, value = "clip", True
+            else:
+                raise ValueError(f"cannot read {tok!r} in the skeleton {head.strip()!r} of {text!r}: expected "
+                                 f"wN (width), dN (depth), {' or '.join(UPSAMPLERS)}, clip")
+            if key in kw:
+                raise ValueError(f"the skeleton {head.strip()!r} of {text!r} sets {key} twice")
+            kw[key] = value
+        return cls(Genotype.parse(cell), **kw)
+
+
+def parse_genotype(text: str) -> "Genotype | NetworkGenotype":
+    """A cell's text (``OP@SRC ...``) as a :class:`Genotype`, a text with a skeleton (``w32 d2 anchor
+    clip | OP@SRC ...``) as a :class:`NetworkGenotype`."""
+    return NetworkGenotype.parse(text) if "|" in text else Genotype.parse(text)
+
+
+def as_network(genotype, n_feats: int | None = None) -> NetworkGenotype:
+    """``genotype`` (a cell, a network or either's text) as a :class:`NetworkGenotype`; a bare cell goes
+    into the paper's skeleton at width ``n_feats`` (default 16). A network keeps its own width."""
+    if isinstance(genotype, str):
+        genotype = parse_genotype(genotype)
+    if isinstance(genotype, NetworkGenotype):
+        return genotype
+    return NetworkGenotype(genotype, DEFAULT_WIDTH if n_feats is None else int(n_feats))
