@@ -67,6 +67,20 @@ def photo_dir(tmp_path):
     return d
 
 
+@pytest.fixture(scope="session")
+def tpsr_int8io(tmp_path_factory) -> Path:
+    """tpsr_x4 exported to an int8 .tflite with int8 I/O at 32x32 (default calibration, 8 crops) and its
+    card: one export for the tests of model cards and of the runners (read-only: copy to change it)."""
+    from tinysr.export.pipeline import ExportOptions, export_model
+
+    out = tmp_path_factory.mktemp("int8io") / "int8io.tflite"
+    # the quality check's tiles at this small size leave no room for the default overlap: said so
+    with pytest.warns(UserWarning, match=r"fixed input 32x32 leaves no room for an overlap of 16"):
+        export_model("tpsr_x4", out, ExportOptions(target="tflite", precision="int8", int8_io=True,
+                                                   input_size=(32, 32), calib_count=8), progress=False)
+    return out
+
+
 def rng_image(h, w, seed=0, channels=3):
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 256, (h // 8 + 2, w // 8 + 2, channels)).astype(np.float64)

@@ -11,19 +11,13 @@ import torch
 from tinysr.bundled import sample_image
 from tinysr.checkpoint import load_model
 from tinysr.cli.main import main
-from tinysr.export.pipeline import ExportOptions, export_model
 from tinysr.imageio import load_rgb_uint8
 from tinysr.runtimes import LiteRTRunner
 
 
 @pytest.fixture(scope="module")
-def int8io(tmp_path_factory):
-    out = tmp_path_factory.mktemp("rt") / "m.tflite"
-    # the quality check's tiles at this small size leave no room for the default overlap: said so
-    with pytest.warns(UserWarning, match=r"fixed input 32x32 leaves no room for an overlap of 16"):
-        export_model("tpsr_x4", out, ExportOptions(target="tflite", precision="int8", int8_io=True,
-                                                   input_size=(32, 32), calib_count=8), progress=False)
-    return out
+def int8io(tpsr_int8io):
+    return tpsr_int8io
 
 
 def _psnr(a, b):
@@ -63,7 +57,7 @@ def test_runner_takes_io_from_the_card(int8io, tmp_path):
     (lambda c: c.__setitem__("format", "tinysr-model-card-v1"), "format 'tinysr-model-card-v1', this tinysr reads"),
     (lambda c: c["parity"].__setitem__("psnr_vs_torch_db", float("inf")), "invalid JSON: Infinity is not JSON"),
     (lambda c: c["input"].__setitem__("shape", ["N", 32, 32, 3]), "input.shape[0]: expected int, got a string"),
-    (lambda c: c["input"].__setitem__("dtype", "float32"), "the card says float32 input, m.tflite has int8"),
+    (lambda c: c["input"].__setitem__("dtype", "float32"), "the card says float32 input, int8io.tflite has int8"),
 ])
 def test_other_cards_are_one_line_errors(int8io, tmp_path, capsys, change, message):
     art = _copy_with_card(int8io, tmp_path, change)
