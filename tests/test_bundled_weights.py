@@ -52,3 +52,32 @@ def test_bundled_gan_weights_reproduce_their_perceptual_scores(bench, weights_di
     l1 = mean_row(evaluate(TorchRunner(load_model("tpsr_x4")), bench / "Set5", lpips=True, progress=False,
                            lpips_net="alex"))
     assert recipe["final_metrics"]["Set5"]["lpips_alex"] < l1.lpips_alex - 0.02
+
+
+# The Pareto comparison's networks: every one trained by the one recipe (tinysr/configs/pareto_x4.yaml),
+# only the model differing, and bundled from the run's last step (no checkpoint chosen on a test set).
+PARETO = ["xlsr_x4", "quicksrnet_m_x4", "tpsr_pareto_x4", "quicksrnet_s_x4", "abpn_x4", "espcn_x4", "sesr_m5_x4",
+          "fsrcnn_x4", "search_demo_x4", "trilevel_demo_x4"]
+
+
+def _common_recipe() -> dict:
+    import yaml
+
+    from conftest import ROOT
+
+    return yaml.safe_load((ROOT / "tinysr" / "configs" / "pareto_x4.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", PARETO)
+def test_pareto_networks_share_one_recipe_and_reproduce_their_scores(bench, name):
+    recipe = json.loads(bundled_weights_path(f"{name}.json").read_text())
+    assert recipe["sha256"] == file_sha256(bundled_weights_path(f"{name}.pt"))
+    cfg, common = recipe["train_config"], _common_recipe()
+    differs = {k for k in common if k not in ("model", "out_dir") and cfg.get(k) != common[k]}
+    assert not differs, f"{name} was not trained with the common recipe: {sorted(differs)}"
+    assert recipe["step"] == common["steps"] and recipe["checkpoint_used"].startswith("last")
+    assert "pareto_x4.yaml" in recipe["reproduce"]
+    runner = TorchRunner(load_model(name))
+    for ds in ("Set5", "Set14"):
+        mean = mean_row(evaluate(runner, bench / ds, lpips=False, progress=False))
+        assert mean.psnr == pytest.approx(recipe["final_metrics"][ds]["psnr_y"], abs=5e-4)

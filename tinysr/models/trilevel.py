@@ -406,3 +406,13 @@ DEFAULT_GENOTYPE = "B res3:16+conv3 mb3:32+skip res3:16 up"
                 description="trilevel-search network x4 (give --genotype 'A ...' / 'B ...' from tinysr search trilevel)")
 def trilevel_x4(genotype=DEFAULT_GENOTYPE, n_feats=16):
     return TrilevelSR(genotype, 4, n_feats)
+
+
+#: The trilevel search demo's derived network (tinysr/configs/search_trilevel_demo.yaml, README "Trilevel search").
+TRILEVEL_DEMO_GENOTYPE = "B mb3:48+mb3:48 mb3:32+mb3:32 mb3:48+mb3:48 mb3:48+mb3:48 up"
+
+
+@register_model("trilevel_demo_x4", family="trilevel", scale=4, weights="trilevel_demo_x4.pt",
+                description="the trilevel search demo's derived network, trained with the Pareto comparison's recipe")
+def trilevel_demo_x4(genotype=TRILEVEL_DEMO_GENOTYPE, n_feats=16):
+    return TrilevelSR(genotype, 4, n_feats)
