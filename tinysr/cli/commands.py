@@ -215,9 +215,14 @@ def cmd_train(args):
     if args.genotype and Path(args.genotype).is_file():  # a TPSR-family checkpoint: train its cell
         from ..checkpoint import read_checkpoint
 
-        genotype = (read_checkpoint(args.genotype).get("config") or {}).get("genotype")
+        config = read_checkpoint(args.genotype).get("config") or {}
+        genotype = config.get("genotype")
         if not genotype:
             raise ValueError(f"{args.genotype}: not a checkpoint of a TPSR-family or trilevel network (it has no genotype)")
+        if any(k in config for k in ("n_cells", "upsampler", "clip")):  # an extended-space network: its skeleton too
+            from ..models.tpsr import CellSR
+
+            genotype = CellSR(**config).genotype_text
         args.genotype = genotype
     overrides = list(args.set)
     for key in ("model", "out_dir", "steps", "train_data", "val_data", "init_from", "genotype", "seed"):
@@ -442,7 +447,8 @@ def cmd_lut_build(args):
                      scale=args.scale, threads=args.threads, runs=args.runs, warmup=args.warmup, delegate=args.delegate,
                      benchmark_binary=args.benchmark_binary, cache_dir=args.cache_dir,
                      progress=None if args.quiet else print, rounds=args.rounds, clock=args.clock,
-                     calibration_networks=args.calibration_networks, calibration_seed=args.calibration_seed)
+                     calibration_networks=args.calibration_networks, calibration_seed=args.calibration_seed,
+                     widths=[int(v) for v in args.widths.split(",")] if getattr(args, "widths", None) else None)
     out = Path(args.output) if args.output else Path("profiles") / default_lut_name(data)
     save_lut(data, out)
     print(f"wrote {out}: {len(data['entries'])} entries, overhead {data['overhead']['ms']:.3f} ms "
@@ -467,7 +473,7 @@ def cmd_lut_calibrate(args):
 def _genotype_of(spec: str):
     """``(genotype, scale or None, n_feats or None, what)`` for a genotype text, a checkpoint or a registry name."""
     from ..checkpoint import load_model
-    from ..genotype import Genotype
+    from ..genotype import Genotype, NetworkGenotype
     from ..models import create_model, list_models
 
     model = None
@@ -481,16 +487,23 @@ def _genotype_of(spec: str):
         try:
             if TrilevelGenotype.looks_like(spec):
                 return TrilevelGenotype.parse(spec), None, None, "trilevel genotype"
+            if "|" in spec:  # a network genotype: the cell with its skeleton
+                net = NetworkGenotype.parse(spec)
+                return net, None, net.n_feats, "network genotype"
             return Genotype.parse(spec), None, None, "genotype"
         except ValueError as e:
             raise ValueError(f"{spec!r} is neither a checkpoint, a registry model nor a genotype ({e})") from None
     genotype = getattr(model, "genotype", None)
     if genotype is None:
         raise ValueError(f"{spec}: not a TPSR-family or trilevel network (it has no genotype)")
+    network = getattr(model, "network", None)
+    if network is not None and not network.is_default:
+        genotype = network  # an extended-space network: priced with its skeleton
     return genotype, getattr(model, "scale", None), getattr(model, "n_feats", None), spec
 
 
 def cmd_lut_predict(args):
+    from ..genotype import NetworkGenotype
     from ..profile.predict import load_table
 
     genotype, scale, n_feats, what = _genotype_of(args.model)
@@ -504,10 +517,15 @@ def cmd_lut_predict(args):
     from ..models.trilevel import TrilevelGenotype
 
     space = "trilevel" if isinstance(genotype, TrilevelGenotype) else "tpsr"
+    if table.space == "tpsr_plus" and space == "tpsr":  # an extended table holds the paper's space too
+        space = "tpsr_plus"
     if table.space != space:
         raise ValueError(f"{args.profile} is a table of the {table.space} space, {what} belongs to the {space} space: "
                          f"build one with tinysr lut build --space {space}")
     table.check(parse_size(args.input_size) if args.input_size else None, scale, n_feats)
+    if table.space == "tpsr_plus" and n_feats is not None and int(n_feats) != table.n and not isinstance(
+            genotype, (NetworkGenotype, TrilevelGenotype)):
+        genotype = NetworkGenotype(genotype, int(n_feats))  # a bare cell at another width of the table
     rows = table.breakdown(genotype)
     total = table.predict(genotype)
     cal = ({"op_scale": table.op_scale, "network_ms": table.network_ms} if table.calibrated else None)
@@ -536,7 +554,7 @@ def cmd_lut_validate(args):
 
     result = validate(args.profile, samples=args.samples, seed=args.seed, runs=args.runs, warmup=args.warmup,
                       cache_dir=args.cache_dir, benchmark_binary=args.benchmark_binary,
-                      progress=None if args.quiet else print, rounds=args.rounds)
+                      progress=None if args.quiet else print, rounds=args.rounds, space=getattr(args, "space", None))
     print(format_validation(result))
     if args.json_out:
         print(f"wrote {save_lut(result, args.json_out)}")

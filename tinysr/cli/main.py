@@ -172,8 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     b = lut.add_parser("build", help="measure every candidate op and the skeleton parts, then calibrate -> profiles/NAME.json")
     b.add_argument("--device", default="host", help="host (default) or adb[:SERIAL]")
     b.add_argument("--runtime", default="litert", choices=["litert"])
-    b.add_argument("--space", default="tpsr", choices=["tpsr", "trilevel"],
-                   help="tpsr: the TPSR cell space (default); trilevel: the trilevel search's parts (no calibration)")
+    b.add_argument("--space", default="tpsr", choices=["tpsr", "tpsr_plus", "trilevel"],
+                   help="tpsr: the TPSR cell space (default); tpsr_plus: the extended space (every op and skeleton "
+                   "part at each width of --widths); trilevel: the trilevel search's parts (no calibration)")
+    b.add_argument("--widths", help="tpsr_plus: the cell widths to measure, comma-separated (default 16,24,32)")
     b.add_argument("--input-size", default="180x320", help="LR input HxW (default 180x320 -> 720p at x4)")
     b.add_argument("--scale", type=int, default=4)
     b.add_argument("--threads", type=int, default=1)
@@ -217,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--profile", required=True)
     v.add_argument("--samples", type=int, default=30)
     v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--space", choices=["tpsr", "tpsr_plus"],
+                   help="the space to sample (default the table's; tpsr_plus: width, depth and skeleton too)")
     v.add_argument("--warmup", type=int, default=3)
     v.add_argument("--runs", type=int, default=20, help="timed runs per network (default 20)")
     v.add_argument("--rounds", type=int, default=4, help="interleaved rounds the runs are split over (default 4)")

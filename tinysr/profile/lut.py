@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinysr.genotype import CellNode, Genotype
+from tinysr.genotype import CellNode, Genotype, NetworkGenotype
 from tinysr.ops import OP_NAMES, OPS
 
 FORMAT = "tinysr.lut/2"
@@ -51,7 +51,18 @@ SPACES = {"tpsr": {"n_feats": 16, "num_nodes": 10, "ops": OP_NAMES},
           # the trilevel search (tinysr.search.trilevel): skip, the width-searched res3 / mb3 at these
           # hidden-width ratios, and the TPSR ops listed, at every resolution level of backbone A
           "trilevel": {"n_feats": 16, "ops": ("skip", "res3", "mb3", "conv3", "conv5", "dsep3", "dsep5", "inv3"),
-                       "ratios": (0.5, 1.0, 1.5)}}
+                       "ratios": (0.5, 1.0, 1.5)},
+          # the extended generator space: the TPSR cell with a searched width, depth (cells in sequence)
+          # and skeleton (tinysr.models.tpsr.CellSR's options); a table holds every width's entries
+          "tpsr_plus": {"n_feats": 16, "num_nodes": 10, "ops": OP_NAMES, "widths": (16, 24, 32), "depths": (1, 2),
+                        "skeletons": ("tpsr", "anchor", "anchor+clip")}}
+#: Skeleton choices of the tpsr_plus space: ``(upsampler, clip)`` of :class:`~tinysr.models.tpsr.CellSR`.
+SKELETONS = {"tpsr": ("tpsr", False), "tpsr+clip": ("tpsr", True), "anchor": ("anchor", False),
+             "anchor+clip": ("anchor", True)}
+
+
+def skeleton_name(upsampler: str, clip: bool) -> str:
+    return upsampler + ("+clip" if clip else "")
 OVERHEAD_REFERENCE = "identity@in"
 #: The trilevel space's overhead reference: the smallest network (head and the sub-pixel output layer).
 TRILEVEL_REFERENCE = "B up"
@@ -64,11 +75,36 @@ def op_key(op: str, n: int, h: int, w: int) -> str:
     return OPS[op].latency_key(n, h, w)
 
 
-def skeleton_parts(n: int, h: int, w: int, scale: int) -> list:
+def skeleton_parts(n: int, h: int, w: int, scale: int, upsampler: str = "tpsr", clip: bool = False) -> list:
     """The skeleton parts of a table (:func:`tinysr.models.tpsr.skeleton_parts`)."""
     from tinysr.models.tpsr import skeleton_parts as parts
 
-    return parts(scale, n, (h, w))
+    return parts(scale, n, (h, w), upsampler, clip)
+
+
+def space_widths(space: str, widths=None) -> tuple:
+    """The cell widths a table of ``space`` holds: ``widths`` (a subset of an extended space's), else all."""
+    spec = SPACES[space]
+    allowed = tuple(spec.get("widths", (spec["n_feats"],)))
+    if widths is None:
+        return allowed
+    widths = tuple(int(v) for v in widths)
+    if "widths" not in spec and widths != allowed:
+        raise ValueError(f"the {space} space has {allowed[0]}-channel cells only (widths: --space tpsr_plus)")
+    if not widths or any(v < 1 for v in widths):
+        raise ValueError(f"widths must be positive, got {widths}")
+    return widths
+
+
+def random_genotype(space: str, rng):
+    """A uniform random genotype of ``space`` (``random.Random`` ``rng``): a cell (``Genotype.random``), and
+    for an extended space first its width, depth and skeleton (a :class:`NetworkGenotype`)."""
+    spec = SPACES[space]
+    if "widths" not in spec:
+        return Genotype.random(spec["num_nodes"], rng, spec["ops"])
+    width, depth, skeleton = rng.choice(spec["widths"]), rng.choice(spec["depths"]), rng.choice(spec["skeletons"])
+    upsampler, clip = SKELETONS[skeleton]
+    return NetworkGenotype(Genotype.random(spec["num_nodes"], rng, spec["ops"]), width, depth, upsampler, clip)
 
 
 def skeleton_layout(n: int, h: int, w: int, scale: int) -> dict:
@@ -82,14 +118,29 @@ def skeleton_layout(n: int, h: int, w: int, scale: int) -> dict:
     return lay
 
 
-def table_parts(space: str, input_size, scale: int) -> list:
+def table_parts(space: str, input_size, scale: int, widths=None) -> list:
     """``[(key, what, make, channels, (h, w), op)]``: every table entry's model to convert.
 
     ``make()`` builds the module; ``op``: time only that operator of its converted graph (None:
-    the whole converted model).
+    the whole converted model). An extended space (``tpsr_plus``): every operation and skeleton part at
+    every width of ``widths`` (default the space's), for the TPSR skeleton and every skeleton of the space.
     """
     spec = SPACES[space]
     n = spec["n_feats"]
+    if "widths" in spec:
+        h, w = (int(v) for v in input_size)
+        parts, seen = [], set()
+        skeletons = ["tpsr"] + [s for s in spec["skeletons"] if s != "tpsr"]
+        for width in space_widths(space, widths):
+            for op in spec["ops"]:
+                parts.append((op_key(op, width, h, w), f"{op} + PReLU, {width} ch",
+                              lambda op=op, width=width: CellNode(op, width), width, (h, w), None))
+            for sk in skeletons:
+                for p in skeleton_parts(width, h, w, scale, *SKELETONS[sk]):
+                    if p.key not in seen:
+                        seen.add(p.key)
+                        parts.append((p.key, p.what, p.make, p.channels, p.size, p.op))
+        return parts
     h, w = (int(v) for v in input_size)
     if space == "trilevel":
         from tinysr.models.trilevel import space_parts
@@ -165,7 +216,7 @@ def convert_genotype(genotype: Genotype, scale: int, n_feats: int, size, cache_d
 
     def make():
         torch.manual_seed(0)
-        return convert_network(CellSR(genotype, scale, n_feats), size)
+        return convert_network(CellSR.of(genotype, scale, n_feats), size)
 
     h, w = size
     digest = hashlib.sha1(str(genotype).encode()).hexdigest()[:12]
@@ -284,12 +335,13 @@ class Timer:
 def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr", input_size=(180, 320),
               scale: int = 4, threads: int = 1, runs: int = 30, warmup: int = 5, delegate: str | None = None,
               benchmark_binary=None, cache_dir=None, progress=None, rounds: int = 5, clock: str = "wall",
-              calibration_networks: int = 8, calibration_seed: int = 0) -> dict:
+              calibration_networks: int = 8, calibration_seed: int = 0, widths=None) -> dict:
     """Measure every entry of a latency table and calibrate it; the JSON-ready dict (``profiles/README.md``).
 
     ``calibration_networks``: whole networks (:func:`calibration_genotypes`) timed in the same
     interleaved rounds as the entries, so that both see the same machine, and fitted into the
-    table's ``calibration`` (0: none). ``cache_dir``: keep the converted models there and reuse
+    table's ``calibration`` (0: none). ``widths``: an extended space's widths to measure (default all of
+    the space's; every entry's key names its width, so one table holds them all). ``cache_dir``: keep the converted models there and reuse
     them (conversion is deterministic in structure; weights are random and do not change the
     latency). ``progress``: ``callable(str)`` told about each entry. ``rounds``: the ``runs`` of
     every model are split over this many interleaved rounds (see :meth:`Timer.measure`).
@@ -302,11 +354,12 @@ def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr"
     if int(calibration_networks) < 0:
         raise ValueError(f"calibration_networks must be 0 (none) or more, got {calibration_networks}")
     h, w = (int(v) for v in input_size)
-    n = SPACES[space]["n_feats"]
+    widths = space_widths(space, widths)
+    n = SPACES[space]["n_feats"] if SPACES[space]["n_feats"] in widths else widths[0]
     timer = Timer(device, runtime, threads, delegate, warmup, runs, benchmark_binary, clock)
     say = progress or (lambda msg: None)
     torch.manual_seed(0)
-    parts = table_parts(space, (h, w), scale)
+    parts = table_parts(space, (h, w), scale, widths if "widths" in SPACES[space] else None)
     flats = []
     for key, what, make, channels, size, op in parts:
         flats.append(convert_cached(lambda: convert_part(make(), channels, size, op), cache_dir, f"{key}.tflite"))
@@ -321,7 +374,8 @@ def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr"
                                     f"net_trilevel_{ref.replace(' ', '_')}_n{n}_x{scale}_{h}x{w}.tflite"))
     else:
         ref = Genotype.parse(OVERHEAD_REFERENCE)
-        genos = calibration_genotypes(calibration_networks, calibration_seed, space) if calibration_networks else []
+        genos = (calibration_genotypes(calibration_networks, calibration_seed, space, widths)
+                 if calibration_networks else [])
         for g in [ref] + genos:
             flats.append(convert_genotype(g, scale, n, (h, w), cache_dir))
     rounds = max(min(int(rounds), int(runs)), 1)
@@ -367,6 +421,9 @@ def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr"
     }
     if trilevel:
         data["space_ops"], data["space_ratios"] = list(SPACES[space]["ops"]), list(SPACES[space]["ratios"])
+    if "widths" in SPACES[space]:
+        data["widths"] = list(widths)
+        data["skeletons"] = list(SPACES[space]["skeletons"])
     if genos:
         data["calibration"] = calibration_record(LatencyTable(data), genos, results[len(parts) + 1:], calibration_seed,
                                                  warmup, rounds, "timed in the same interleaved rounds as the entries")
@@ -433,14 +490,15 @@ def error_stats(predicted, measured) -> dict:
 CALIBRATION_CANDIDATES = 200
 
 
-def calibration_genotypes(networks: int = 8, seed: int = 0, space: str = "tpsr") -> list:
+def calibration_genotypes(networks: int = 8, seed: int = 0, space: str = "tpsr", widths=None) -> list:
     """The networks a table is calibrated on: the published TPSR cell and ``networks - 1`` random ones.
 
     The random ones come from their own seed stream (``random.Random("tinysr-calibration-SEED")``,
     never the integer seeds validation samples with): of ``CALIBRATION_CANDIDATES`` drawn
     genotypes, those at evenly spaced quantiles (5 % .. 95 %) of the cell's Mult-Adds, so that
     the fit sees light and heavy cells. The choice needs no measurement (the networks are timed
-    with the table's entries) and is the same on every device.
+    with the table's entries) and is the same on every device. An extended space's networks
+    (width, depth and skeleton drawn too, at ``widths``) are ordered by their whole network's Mult-Adds.
     """
     import random
 
@@ -452,12 +510,21 @@ def calibration_genotypes(networks: int = 8, seed: int = 0, space: str = "tpsr")
     spec = SPACES[space]
     rng = random.Random(f"tinysr-calibration-{seed}")
     cands, seen = [], {str(TPSR_GENOTYPE)}
+    plus = "widths" in spec
+    widths = space_widths(space, widths) if plus else None
     while len(cands) < CALIBRATION_CANDIDATES:
-        g = Genotype.random(spec["num_nodes"], rng, spec["ops"])
+        g = random_genotype(space, rng)
+        if plus and g.n_feats not in widths:
+            continue
         if str(g) not in seen:
             seen.add(str(g))
             cands.append(g)
-    cands.sort(key=lambda g: g.mult_adds(spec["n_feats"], 1, 1))
+    if plus:
+        from tinysr.models.tpsr import mult_adds
+
+        cands.sort(key=lambda g: mult_adds(g, 4, input_size=(8, 8)))
+    else:
+        cands.sort(key=lambda g: g.mult_adds(spec["n_feats"], 1, 1))
     k = networks - 1
     qs = [0.5] if k == 1 else [0.05 + 0.9 * i / (k - 1) for i in range(k)]
     return [TPSR_GENOTYPE] + [cands[round(q * (len(cands) - 1))] for q in qs[:k]]
@@ -524,6 +591,8 @@ class LatencyTable:
         self.op_ms = {k: v * self.op_scale for k, v in self.raw_op_ms.items()}
         self.add_ms = self.entries[self.leaf_add.key] * self.op_scale
         self.base_ms = self.overhead_ms + self.skeleton_ms + self.network_ms
+        self.widths = tuple(int(v) for v in data.get("widths", [self.n]))
+        self._skeletons: dict = {}  # (width, upsampler, clip) -> (skeleton ms, leaf-sum ADD ms, parts)
 
     def _read_header(self, data: dict, source: str) -> None:
         """What every table has: format, space, size, scale, width, clock, entries and overhead."""
@@ -572,12 +641,43 @@ class LatencyTable:
                              "build a table for that size")
         if scale is not None and int(scale) != self.scale:
             raise ValueError(f"{where} was measured for x{self.scale}, not x{scale}: build a table for that scale")
-        if n_feats is not None and int(n_feats) != self.n:
-            raise ValueError(f"{where} was measured for {self.n}-channel cells, not {n_feats}: "
-                             "build a table for that width")
+        if n_feats is not None and int(n_feats) not in getattr(self, "widths", (self.n,)):
+            have = "/".join(map(str, getattr(self, "widths", (self.n,))))
+            raise ValueError(f"{where} was measured for {have}-channel cells, not {n_feats}: "
+                             "build a table for that width (tinysr lut build --space tpsr_plus --widths ...)")
+
+    def _skeleton(self, net: NetworkGenotype) -> tuple:
+        """``(skeleton ms, leaf-sum ADD ms, parts)`` of a network genotype's skeleton (raw entries)."""
+        key = (net.n_feats, net.upsampler, net.clip)
+        hit = self._skeletons.get(key)
+        if hit is None:
+            parts = skeleton_parts(net.n_feats, self.h, self.w, self.scale, net.upsampler, net.clip)
+            missing = [p.key for p in parts if p.key not in self.entries]
+            if missing:
+                raise ValueError(f"{self.source or 'profile'} has no entries for the skeleton '{net.prefix()}' "
+                                 f"({', '.join(missing)}): build a table with tinysr lut build --space tpsr_plus")
+            add = next(p for p in parts if p.per == "extra leaf")
+            hit = (sum(self.entries[p.key] for p in parts if p.per == "network"), self.entries[add.key], parts)
+            self._skeletons[key] = hit
+        return hit
+
+    def _op_ms(self, op: str, n: int) -> float:
+        key = op_key(op, n, self.h, self.w)
+        if key not in self.entries:
+            raise ValueError(f"{self.source or 'profile'} has no entry {key} (operation {op!r} at width {n}): "
+                             "build a table for that width (tinysr lut build --space tpsr_plus --widths ...)")
+        return self.entries[key]
+
+    def _network_terms(self, net: NetworkGenotype) -> tuple:
+        skel, add, _ = self._skeleton(net)
+        cell = sum(self._op_ms(node.op, net.n_feats) for node in net.nodes) + (len(net.leaves) - 1) * add
+        return self.overhead_ms + skel, net.n_cells * cell
 
     def cell_terms(self, genotype: Genotype) -> tuple:
-        """``(base_ms, cell_ms)`` before calibration: overhead + skeleton, and node entries + leaf ADDs."""
+        """``(base_ms, cell_ms)`` before calibration: overhead + skeleton, and node entries + leaf ADDs
+        (a network genotype: its skeleton's parts, and its cells' entries at its width times its depth)."""
+        if isinstance(genotype, NetworkGenotype):
+            return self._network_terms(genotype)
         try:
             cell = sum([self.raw_op_ms[node.op] for node in genotype.nodes])
         except KeyError as e:
@@ -591,6 +691,9 @@ class LatencyTable:
 
     def predict(self, genotype: Genotype) -> float:
         """Predicted latency (ms) of the network built from ``genotype`` (calibrated when the table is)."""
+        if isinstance(genotype, NetworkGenotype):
+            base, cell = self._network_terms(genotype)
+            return base + self.network_ms + self.op_scale * cell
         op_ms = self.op_ms
         try:
             cell = sum([op_ms[node.op] for node in genotype.nodes])
@@ -600,6 +703,8 @@ class LatencyTable:
 
     def breakdown(self, genotype: Genotype) -> list:
         """``[(label, key, ms)]``: every term of :meth:`predict`, in network order (op terms scaled)."""
+        if isinstance(genotype, NetworkGenotype):
+            return self._network_breakdown(genotype)
         rows = []
         for p in self.parts:
             if p.per == "network":
@@ -612,6 +717,26 @@ class LatencyTable:
                 rows.append((f"node {i}: {node}", key, self.entries[key] * self.op_scale))
             for leaf in genotype.leaves[1:]:
                 rows.append((f"leaf sum + node {leaf}", p.key, self.add_ms))
+        rows.append(("fixed overhead", "overhead", self.overhead_ms))
+        if self.calibrated:
+            rows.append(("calibration: per-network term", "calibration.network_ms", self.network_ms))
+        return rows
+
+
+    def _network_breakdown(self, net: NetworkGenotype) -> list:
+        _, add, parts = self._skeleton(net)
+        rows = []
+        for p in parts:
+            if p.per == "network":
+                rows.append((p.what, p.key, self.entries[p.key]))
+                continue
+            for c in range(net.n_cells):
+                cell = f"cell {c}, " if net.n_cells > 1 else ""
+                for i, node in enumerate(net.nodes):
+                    rows.append((f"{cell}node {i}: {node}", op_key(node.op, net.n_feats, self.h, self.w),
+                                 self._op_ms(node.op, net.n_feats) * self.op_scale))
+                for leaf in net.leaves[1:]:
+                    rows.append((f"{cell}leaf sum + node {leaf}", p.key, add * self.op_scale))
         rows.append(("fixed overhead", "overhead", self.overhead_ms))
         if self.calibrated:
             rows.append(("calibration: per-network term", "calibration.network_ms", self.network_ms))

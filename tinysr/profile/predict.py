@@ -23,8 +23,9 @@ import random
 import tempfile
 from pathlib import Path
 
-from tinysr.genotype import Genotype
+from tinysr.genotype import Genotype, NetworkGenotype, parse_genotype
 from tinysr.profile.lut import (FORMAT, OVERHEAD_REFERENCE, SPACES, LatencyTable, Timer, calibration_genotypes, open_table,
+                                random_genotype,
                                 calibration_lines, calibration_record, convert_genotype, convert_network, error_stats,
                                 now_utc)
 
@@ -53,12 +54,13 @@ def load_table(profile) -> LatencyTable:
 
 
 @functools.lru_cache(maxsize=8192)
-def _parse(text: str) -> Genotype:
-    return Genotype.parse(text)
+def _parse(text: str) -> Genotype | NetworkGenotype:
+    return parse_genotype(text)
 
 
 def predict_latency(genotype, profile, input_size=None, scale=None, n_feats=None) -> float:
-    """Predicted latency (ms) of the network of ``genotype`` (a :class:`Genotype` or its text).
+    """Predicted latency (ms) of the network of ``genotype`` (a :class:`Genotype`, a :class:`NetworkGenotype`
+    with its own skeleton, or either's text; a network needs a table holding its width and skeleton).
 
     ``profile``: a :class:`LatencyTable`, its dict or a path. ``input_size`` / ``scale`` /
     ``n_feats``: the network's, checked against the table's (a table is valid only for the size,
@@ -87,10 +89,10 @@ def _as_artifact(model_or_genotype, input_size, scale: int, n_feats: int, runtim
         path = Path(obj)
         return ("tflite", path.read_bytes()) if path.suffix.lower() == ".tflite" else ("onnx", path)
     if isinstance(obj, str):
-        obj = Genotype.parse(obj)
-    if isinstance(obj, Genotype):
+        obj = parse_genotype(obj)
+    if isinstance(obj, (Genotype, NetworkGenotype)):
         torch.manual_seed(0)
-        obj = CellSR(obj, scale, n_feats)
+        obj = CellSR.of(obj, scale, n_feats)
     if not isinstance(obj, nn.Module):
         raise TypeError(f"cannot measure a {type(obj).__name__}: pass a Genotype, its text, a module, "
                         ".tflite bytes or a .tflite / .onnx path")
@@ -142,13 +144,14 @@ def sample_genotypes(samples: int, seed: int = 0, space: str = "tpsr", exclude=(
 
     ``exclude``: genotypes (or their text) never returned, e.g. a table's calibration networks.
     """
-    spec = SPACES[space]
+    if "num_nodes" not in SPACES.get(space, {}):
+        raise ValueError(f"cannot sample genotypes of the {space!r} space here")
     rng = random.Random(seed)
     excluded = {str(g) for g in exclude}
     out, seen = [], set(excluded)
     tries = 0
     while len(out) < samples:
-        g = Genotype.random(spec["num_nodes"], rng, spec["ops"])
+        g = random_genotype(space, rng)
         tries += 1
         if str(g) in seen and (tries < 100 * samples or str(g) in excluded):
             continue
@@ -189,7 +192,7 @@ def calibrate(profile, networks: int = 8, seed: int = 0, runs: int = 30, warmup:
 
     table = _tpsr_table(profile, "calibrate")
     say = progress or (lambda msg: None)
-    genos = calibration_genotypes(networks, seed, table.space)
+    genos = calibration_genotypes(networks, seed, table.space, table.widths if table.space != "tpsr" else None)
     results, _, rounds = _measure_networks(table, genos, runs, warmup, rounds, cache_dir, benchmark_binary, say)
     data = copy.deepcopy(table.data)
     data["format"] = FORMAT
@@ -203,7 +206,7 @@ def calibrate(profile, networks: int = 8, seed: int = 0, runs: int = 30, warmup:
 
 def _tpsr_table(profile, what: str) -> LatencyTable:
     table = load_table(profile)
-    if table.space != "tpsr":
+    if table.space not in ("tpsr", "tpsr_plus"):
         raise ValueError(f"{getattr(table, 'source', '') or 'profile'}: a table of the {table.space} space; {what} "
                          "works on tables of the TPSR cell space (a trilevel table is the plain sum of its entries: "
                          "compare it with tinysr profile of an exported network)")
@@ -212,7 +215,7 @@ def _tpsr_table(profile, what: str) -> LatencyTable:
 
 # ------------------------------------------------------------------------------ validation
 def validate(profile, samples: int = 30, seed: int = 0, runs: int = 20, warmup: int = 3, cache_dir=None,
-             benchmark_binary=None, progress=None, rounds: int = 4) -> dict:
+             benchmark_binary=None, progress=None, rounds: int = 4, space: str | None = None) -> dict:
     """Predicted vs measured latency of ``samples`` random genotypes, on the table's device / runtime /
     threads / size. All networks are converted first, then timed in ``rounds`` interleaved rounds
     (:meth:`tinysr.profile.lut.Timer.measure`, with the table's clock): the median of ``runs`` runs
@@ -222,13 +225,22 @@ def validate(profile, samples: int = 30, seed: int = 0, runs: int = 20, warmup: 
     compares its time now with its time when the table was built (a ratio far from 1 says the
     machine runs faster or slower than then, e.g. other load on a shared machine).
 
-    ``cache_dir``: keep (and reuse) the converted networks there.
+    ``cache_dir``: keep (and reuse) the converted networks there. ``space``: the space to sample
+    (default the table's; ``tpsr_plus`` samples width, depth and skeleton too, and needs a table that
+    holds them).
     """
     table = _tpsr_table(profile, "validate")
+    space = space or table.space
+    if space not in ("tpsr", "tpsr_plus"):
+        raise ValueError(f"validate samples the tpsr or tpsr_plus space, not {space!r}")
     say = progress or (lambda msg: None)
     cal = table.data.get("calibration") or {}
     excluded = [n["genotype"] for n in cal.get("networks", [])]
-    genos = sample_genotypes(samples, seed, table.space, exclude=excluded)
+    genos = sample_genotypes(samples, seed, space, exclude=excluded)
+    if space == "tpsr_plus":  # a table built for some widths only: sample those
+        genos = [g for g in genos if g.n_feats in table.widths]
+        for g in genos[:1]:
+            table.predict(g)  # a table without the space's skeleton parts fails here, before any conversion
     ref = Genotype.parse(table.data.get("overhead", {}).get("reference_genotype", OVERHEAD_REFERENCE))
     results, timer, rounds = _measure_networks(table, genos + [ref], runs, warmup, rounds, cache_dir,
                                                benchmark_binary, say)
@@ -246,6 +258,7 @@ def validate(profile, samples: int = 30, seed: int = 0, runs: int = 20, warmup: 
     measured = [r["measured_ms"] for r in rows]
     out = {"format": VALIDATION_FORMAT, "profile": table.source, "device": dev, "runtime": rtd,
            "input_size": [table.h, table.w], "scale": table.scale, "n_feats": table.n, "samples": len(rows),
+           **({} if space == "tpsr" else {"space": space}),
            "seed": int(seed), "warmup": int(warmup), "runs": int(results[0][2]) if results else 0, "rounds": rounds,
            "clock": table.clock, "date": now_utc(),
            "calibration": ({"op_scale": table.op_scale, "network_ms": table.network_ms,

@@ -400,8 +400,13 @@ def _not_evaluated(run_dir: Path, r: TrialRecord) -> str:
 
 
 def _same_genotype(a: str, b: str) -> bool:
+    if "|" in a or "|" in b:  # a network genotype (tpsr_plus): a bare cell is the paper's skeleton
+        from tinysr.genotype import NetworkGenotype
+
+        return NetworkGenotype.parse(a) == NetworkGenotype.parse(b)
     parse = DiscriminatorGenotype.parse if ">" in a else Genotype.parse  # OP>ROP blocks vs OP@SRC nodes
     return str(parse(a)) == str(parse(b))
+
 
 
 def export_checkpoint(run_dir: str | os.PathLike, out: str | os.PathLike, trial: int | None = None,
@@ -442,6 +447,8 @@ def export_checkpoint(run_dir: str | os.PathLike, out: str | os.PathLike, trial:
         ckpt = read_checkpoint(path)
         model = model_from_checkpoint(ckpt, str(path))
         have = getattr(model, "genotype", None)
+        if have is not None and "|" in rec.genotype and hasattr(model, "network"):
+            have = model.network
         if have is None or not _same_genotype(str(have), rec.genotype):
             raise ValueError(f"{path}: holds {have or type(model).__name__}, not trial {rec.number}'s "
                              f"genotype {rec.genotype}")
@@ -466,9 +473,10 @@ def export_checkpoint(run_dir: str | os.PathLike, out: str | os.PathLike, trial:
         store = WeightStore.from_state(state["store"], str(path))
         from tinysr.models.tpsr import CellSR
 
-        model = store.init_model(CellSR(rec.genotype, store.scale, store.n_feats))
+        model = store.init_model(CellSR.of(rec.genotype, store.scale, store.n_feats))
     search = {"run": str(run), "study_name": info.study_name, "trial": rec.number, "candidate": rec.candidate,
-              "round": rec.round, "genotype": str(model.genotype), "psnr": rec.psnr, "reward": rec.reward,
+              "round": rec.round, "genotype": (str(model.network) if "|" in rec.genotype else str(model.genotype)),
+              "psnr": rec.psnr, "reward": rec.reward,
               "mult_adds": rec.mult_adds, "latency_ms": dict(rec.latency_ms),
               "latency_measured_ms": dict(rec.latency_measured_ms), "weights": weights, "source": source}
     if info.meta.get("kind") == "discriminator":

@@ -26,9 +26,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from tinysr.genotype import CELL_INPUT, Genotype, Node
+from tinysr.genotype import CELL_INPUT, Genotype, NetworkGenotype, Node, parse_genotype
 from tinysr.ops import get_op
-from tinysr.profile.lut import SPACES
+from tinysr.profile.lut import SKELETONS, SPACES, skeleton_name
 
 CELL_INPUT_PARAM = "in"
 
@@ -94,11 +94,18 @@ class GeneratorSpace(_DecisionSpace):
 
     @classmethod
     def named(cls, name: str = "tpsr") -> "GeneratorSpace":
-        """The space of a latency-table space name (``tinysr.profile.lut.SPACES``)."""
+        """The space of a latency-table space name (``tinysr.profile.lut.SPACES``): ``tpsr`` (the paper's)
+        or ``tpsr_plus`` (:class:`PlusSpace`)."""
         try:
             spec = SPACES[name]
         except KeyError:
             raise ValueError(f"unknown search space {name!r}; known: {', '.join(SPACES)}") from None
+        if "num_nodes" not in spec:
+            raise ValueError(f"{name!r} is not a generator cell space; known: "
+                             f"{', '.join(k for k, v in SPACES.items() if 'num_nodes' in v)}")
+        if "widths" in spec:
+            return PlusSpace(spec["num_nodes"], tuple(spec["ops"]), tuple(spec["widths"]), tuple(spec["depths"]),
+                             tuple(spec["skeletons"]))
         return cls(spec["num_nodes"], tuple(spec["ops"]))
 
     # ------------------------------------------------------------------ layout
@@ -174,7 +181,8 @@ class GeneratorSpace(_DecisionSpace):
 
     def to_params(self, item: Genotype | str | Sequence[int]) -> dict[str, str]:
         """Named parameters (``op_i``: op name, ``src_i``: ``"in"`` or ``"j"``) of a genotype or decision vector."""
-        return self._named(self.encode(item) if isinstance(item, (Genotype, str)) else self.validate(item))
+        return self._named(self.encode(item) if isinstance(item, (Genotype, NetworkGenotype, str))
+                           else self.validate(item))
 
     def params_to_decisions(self, params: Mapping[str, object]) -> tuple[int, ...]:
         out = []
@@ -201,6 +209,103 @@ class GeneratorSpace(_DecisionSpace):
 
     def describe(self) -> str:
         return f"a {self.num_nodes}-node generator space over {len(self.ops)} operations"
+
+
+@dataclass(frozen=True)
+class PlusSpace(GeneratorSpace):
+    """The extended generator space ``tpsr_plus``: the paper's cell decisions plus three skeleton decisions
+    in front, ``width`` (``widths``, default 16 / 24 / 32), ``depth`` (cells in sequence, 1 / 2) and
+    ``skeleton`` (``tpsr``, ``anchor``, ``anchor+clip``: :class:`~tinysr.models.tpsr.CellSR`'s
+    up-sampler and output clip), so a decision vector is ``(width, depth, skeleton, op_0, src_0, ...)``
+    (23 integers) and decodes to a :class:`~tinysr.genotype.NetworkGenotype`. Named parameters:
+    ``width`` and ``depth`` are ints, ``skeleton`` the choice's name, then the cell's as in the paper's space.
+    """
+
+    widths: tuple[int, ...] = (16, 24, 32)
+    depths: tuple[int, ...] = (1, 2)
+    skeletons: tuple[str, ...] = ("tpsr", "anchor", "anchor+clip")
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("widths", "depths", "skeletons"):
+            values = tuple(getattr(self, name))
+            if not values or len(set(values)) != len(values):
+                raise ValueError(f"{name} must be distinct and not empty, got {values}")
+            object.__setattr__(self, name, values if name == "skeletons" else tuple(int(v) for v in values))
+        for sk in self.skeletons:
+            if sk not in SKELETONS:
+                raise ValueError(f"unknown skeleton {sk!r}; known: {', '.join(SKELETONS)}")
+        if min(self.widths) < 1 or min(self.depths) < 1:
+            raise ValueError("widths and depths must be positive")
+        object.__setattr__(self, "_cell", GeneratorSpace(self.num_nodes, self.ops))  # the cell's decisions
+        object.__setattr__(self, "_cards", (len(self.widths), len(self.depths), len(self.skeletons)) + self._cards)
+        object.__setattr__(self, "_names", ("width", "depth", "skeleton") + self._names)
+
+    @property
+    def num_decisions(self) -> int:
+        return 3 + 2 * self.num_nodes
+
+    def size(self) -> int:
+        return len(self.widths) * len(self.depths) * len(self.skeletons) * self._cell.size()
+
+    def param_choices(self) -> dict[str, tuple]:
+        return {"width": self.widths, "depth": self.depths, "skeleton": self.skeletons, **self._cell.param_choices()}
+
+    def validate(self, decisions: Sequence[int]) -> tuple[int, ...]:
+        values = self._as_list(decisions)
+        if len(values) != self.num_decisions:
+            raise ValueError(f"a decision vector has {self.num_decisions} entries (width, depth, skeleton, then op "
+                             f"and input of {self.num_nodes} nodes), got {len(values)}")
+        head = []
+        for d, (v, card, name) in enumerate(zip(values[:3], self.cardinalities, self.names)):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise ValueError(f"decision {d} ({name}) = {v!r} is not an integer")
+            if not 0 <= int(v) < card:
+                raise ValueError(f"decision {d} ({name}) = {v} is out of range: expected 0..{card - 1}")
+            head.append(int(v))
+        return tuple(head) + self._cell.validate(values[3:])
+
+    def encode(self, genotype) -> tuple[int, ...]:
+        if isinstance(genotype, str):
+            genotype = parse_genotype(genotype)
+        if isinstance(genotype, Genotype):
+            genotype = NetworkGenotype(genotype)
+        sk = skeleton_name(genotype.upsampler, genotype.clip)
+        for what, value, choices in (("width", genotype.n_feats, self.widths), ("depth", genotype.n_cells, self.depths),
+                                     ("skeleton", sk, self.skeletons)):
+            if value not in choices:
+                raise ValueError(f"{genotype}: {what} {value} is not one of this space's {', '.join(map(str, choices))}")
+        return ((self.widths.index(genotype.n_feats), self.depths.index(genotype.n_cells), self.skeletons.index(sk))
+                + self._cell.encode(genotype.cell))
+
+    def decode(self, decisions: Sequence[int]) -> NetworkGenotype:
+        values = self.validate(decisions)
+        upsampler, clip = SKELETONS[self.skeletons[values[2]]]
+        return NetworkGenotype(self._cell.decode(values[3:]), self.widths[values[0]], self.depths[values[1]],
+                               upsampler, clip)
+
+    def params_to_decisions(self, params: Mapping[str, object]) -> tuple[int, ...]:
+        head = []
+        for name, choices in list(self.param_choices().items())[:3]:
+            if name not in params:
+                raise ValueError(f"parameter {name!r} missing: a generator needs {', '.join(self.names)}")
+            value = params[name]
+            if name != "skeleton" and isinstance(value, str) and value.isdigit():
+                value = int(value)
+            try:
+                head.append(choices.index(value))
+            except ValueError:
+                raise ValueError(f"parameter {name} = {value!r} is not one of {', '.join(map(str, choices))}") from None
+        return tuple(head) + self._cell.params_to_decisions(params)
+
+    def identity(self) -> dict:
+        return {"name": "tpsr_plus", "num_nodes": self.num_nodes, "ops": list(self.ops), "widths": list(self.widths),
+                "depths": list(self.depths), "skeletons": list(self.skeletons)}
+
+    def describe(self) -> str:
+        return (f"a {self.num_nodes}-node generator space over {len(self.ops)} operations with widths "
+                f"{'/'.join(map(str, self.widths))}, depths {'/'.join(map(str, self.depths))} and skeletons "
+                f"{'/'.join(self.skeletons)}")
 
 
 class DiscriminatorSpace(_DecisionSpace):
@@ -293,6 +398,9 @@ def space_from_identity(spec):
         if dict(spec) != space.identity():
             raise ValueError(f"a discriminator space {dict(spec)} other than this tinysr's {space.identity()}")
         return space
+    if isinstance(spec, Mapping) and "num_nodes" in spec and "ops" in spec and "widths" in spec:
+        return PlusSpace(int(spec["num_nodes"]), tuple(spec["ops"]), tuple(spec["widths"]), tuple(spec["depths"]),
+                         tuple(spec["skeletons"]))
     if isinstance(spec, Mapping) and "num_nodes" in spec and "ops" in spec:
         return GeneratorSpace(int(spec["num_nodes"]), tuple(spec["ops"]))
     raise ValueError(f"a space is a space name, {{'num_nodes', 'ops'}} or a discriminator space, got {spec!r}")
@@ -300,6 +408,8 @@ def space_from_identity(spec):
 
 #: The paper's generator space: 10 nodes over the 16 operations of :data:`tinysr.ops.OP_NAMES`.
 TPSR_SPACE = GeneratorSpace.named("tpsr")
+#: The extended generator space: the paper's cell with a searched width, depth and skeleton (:class:`PlusSpace`).
+TPSR_PLUS_SPACE = GeneratorSpace.named("tpsr_plus")
 #: The paper's discriminator space: 5 blocks, each an operation and a reduction (Sec. 3.3).
 TPSR_D_SPACE = DiscriminatorSpace()
 

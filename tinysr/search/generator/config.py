@@ -6,7 +6,9 @@
     storage: null                       # any SQLAlchemy URL (e.g. postgresql://...); default sqlite:///RUN/study.db
     seed: 0                             # strategy and weight-store seed
     scale: 4                            # the candidates' up-sampling factor
-    n_feats: 16                         # cell width
+    space: tpsr                         # tpsr: the paper's (20 cell decisions); tpsr_plus: + width 16/24/32,
+                                        # depth 1/2 and skeleton tpsr/anchor/anchor+clip (tinysr.search.core.space)
+    n_feats: 16                         # cell width (the tpsr space; tpsr_plus searches it)
     input_size: [180, 320]              # LR input (H, W) at which Mult-Adds and latency are counted
     max_mult_adds: 4.0e+9               # the paper's limit f (null: none)
     latency:                            # zero or more targets, each with its own budget
@@ -92,8 +94,12 @@ def _targets(value, source: str) -> list[TargetConfig]:
     return out
 
 
+GENERATOR_SPACES = ("tpsr", "tpsr_plus")
+
+
 @dataclass
 class SearchConfig(ConfigFile):
+    space: str = "tpsr"
     n_feats: int = 16
     input_size: list[int] = field(default_factory=lambda: [180, 320])
     max_mult_adds: float | None = None
@@ -114,6 +120,8 @@ class SearchConfig(ConfigFile):
 
     def validate(self, source: str = "search config"):
         self._validate_run(source)
+        if self.space not in GENERATOR_SPACES:
+            raise ValueError(f"{source}: space must be one of {', '.join(GENERATOR_SPACES)}, got {self.space!r}")
         if len(self.input_size) != 2 or min(self.input_size) < 1:
             raise ValueError(f"{source}: input_size must be [height, width], got {self.input_size}")
         if self.n_feats < 1:
@@ -131,6 +139,12 @@ class SearchConfig(ConfigFile):
         for t in self.latency:
             t.validate(source)
 
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        if out.get("space") == "tpsr":  # the paper's space: run records as before the field existed
+            del out["space"]
+        return out
+
     def psnr_floor(self, bicubic: float | None) -> float:
         """The reward's ``psnr_min``: the configured number, or for ``auto`` the bicubic PSNR of the
         validation images when there are latency targets (0 without: the paper's plain PSNR)."""
@@ -147,5 +161,26 @@ class SearchConfig(ConfigFile):
         from tinysr.search.generator.reward import Constraints
 
         size = tuple(self.input_size)
-        return Constraints(self.max_mult_adds, [t.build(size, self.scale, self.n_feats) for t in self.latency],
-                           scale=self.scale, n_feats=self.n_feats, input_size=size)
+        targets = [t.build(size, self.scale, self.n_feats) for t in self.latency]
+        if self.space != "tpsr":  # every width / depth / skeleton must be priced before the run starts
+            from tinysr.search.core.space import GeneratorSpace
+
+            space = GeneratorSpace.named(self.space)
+            for t in targets:
+                if t.predict is not None:
+                    for probe in _space_probes(space):
+                        try:
+                            t.predict(probe)
+                        except ValueError as e:
+                            raise ValueError(f"latency target {t.name!r}: {e}") from None
+        return Constraints(self.max_mult_adds, targets, scale=self.scale, n_feats=self.n_feats, input_size=size)
+
+
+def _space_probes(space) -> list:
+    """One network per width, depth and skeleton of an extended space (every op at every width)."""
+    from tinysr.genotype import Genotype, Node, NetworkGenotype
+    from tinysr.profile.lut import SKELETONS
+
+    cell = Genotype(tuple(Node(op, -1) for op in space.ops))
+    return [NetworkGenotype(cell, w, d, *SKELETONS[sk]) for w in space.widths for d in space.depths
+            for sk in space.skeletons]

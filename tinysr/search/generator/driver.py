@@ -45,9 +45,9 @@ from tinysr.search.core.config import RUNTIME_FIELDS
 from tinysr.search.generator.config import SearchConfig
 from tinysr.search.generator.proxy import GeneratorJob, ProxyData, bicubic_psnr
 from tinysr.search.generator.reward import Reward
-from tinysr.search.core.space import TPSR_SPACE
+from tinysr.search.core.space import TPSR_SPACE, GeneratorSpace, PlusSpace
 from tinysr.search.core.registry import make_strategy
-from tinysr.search.generator.weight_store import WeightStore
+from tinysr.search.generator.weight_store import PlusWeightStore, WeightStore
 
 CHECKPOINT_FORMAT = "tinysr.search-checkpoint/1"
 
@@ -93,7 +93,8 @@ def _objective_values(names: list[str], c: _Candidate) -> list[float]:
 
 def _run_meta(cfg: SearchConfig, strategy, constraints, psnr_min: float, bicubic: float, fingerprint: str) -> dict:
     names = objective_names(cfg, strategy)
-    return {"format": run_store.RUN_FORMAT, "strategy": cfg.strategy, "objectives": names,
+    space = {} if getattr(cfg, "space", "tpsr") == "tpsr" else {"space": strategy.space.identity()}
+    return {**space, "format": run_store.RUN_FORMAT, "strategy": cfg.strategy, "objectives": names,
             "directions": list(strategy.directions), "budgets": constraints.budgets,
             "max_mult_adds": cfg.max_mult_adds, "scale": cfg.scale, "n_feats": cfg.n_feats,
             "input_size": list(cfg.input_size), "psnr_min": psnr_min, "psnr_max": cfg.psnr_max,
@@ -148,6 +149,8 @@ class Search:
 
     def __init__(self, cfg: SearchConfig, resume: bool = False, progress: bool = True):
         self.cfg, self.progress = cfg, progress
+        if getattr(cfg, "space", "tpsr") != "tpsr":  # the extended generator space (tpsr_plus)
+            self.space = GeneratorSpace.named(cfg.space)
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_path = self.run_dir / "checkpoint.pt"
         exists = (self.run_dir / "run.json").is_file()
@@ -173,7 +176,11 @@ class Search:
                 raise ValueError(f"{self.run_dir}: the proxy data changed since the run started "
                                  "(other training or validation images)")
             self._resume_meta(meta)
-            self.store, self.n = _load_checkpoint(self.ckpt_path, self.strategy, self.store_class)
+            if self.ckpt_path.is_file() or self.study.get_trials(deepcopy=False):
+                self.store, self.n = _load_checkpoint(self.ckpt_path, self.strategy, self.store_class)
+            else:  # stopped between creating the run and writing its first checkpoint: its state is a new run's
+                self.store, self.n = self._new_store(), _Counters()
+                _save_checkpoint(self.ckpt_path, self.strategy, self.store, self.n)
             self.stale = run_store.interrupt_stale_trials(self.study)
         else:
             meta = self._new_meta()
@@ -211,7 +218,8 @@ class Search:
         self.psnr_min = meta["psnr_min"]
 
     def _new_store(self):
-        return WeightStore(self.space, self.cfg.scale, self.cfg.n_feats, self.cfg.seed)
+        cls = PlusWeightStore if isinstance(self.space, PlusSpace) else WeightStore
+        return cls(self.space, self.cfg.scale, self.cfg.n_feats, self.cfg.seed)
 
     def _ready(self) -> None:
         """After the run is created or opened: the reward."""
@@ -236,7 +244,7 @@ class Search:
 
     def _model(self, c: _Candidate):
         """The network saved as ``c``'s trial weights (its state dict loaded)."""
-        model = CellSR(c.genotype, self.cfg.scale, self.cfg.n_feats)
+        model = CellSR.of(c.genotype, self.cfg.scale, self.cfg.n_feats)
         model.load_state_dict(c.state_dict)
         return model
 

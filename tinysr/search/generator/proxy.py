@@ -108,7 +108,7 @@ class ProxyResult:
 
 def evaluate_candidate(genotype, init_state: dict | None, task: ProxyTask, data: ProxyData, n_feats: int = 16,
                        threads: int = 1) -> ProxyResult:
-    """Build ``CellSR(genotype, task.scale, n_feats)``, load ``init_state`` (strict) if given, train it
+    """Build ``CellSR.of(genotype, task.scale, n_feats)`` (a network genotype has its own width), load ``init_state`` (strict) if given, train it
     on the task's batches and score it on the validation pairs.
 
     Deterministic: ``threads`` torch threads and ``torch.manual_seed(task.seed)`` before building
@@ -122,7 +122,7 @@ def evaluate_candidate(genotype, init_state: dict | None, task: ProxyTask, data:
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(task.seed)
-            model = CellSR(genotype, task.scale, n_feats)
+            model = CellSR.of(genotype, task.scale, n_feats)
             if init_state is not None:
                 model.load_state_dict(init_state, strict=True)
             t0 = time.perf_counter()

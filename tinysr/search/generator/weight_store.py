@@ -19,6 +19,11 @@ weights) is the same in every candidate, so Eq. 5 applied to it as one more entr
 architecture uses gives: the skeleton is kept from the best-scoring candidate so far (strictly
 higher score replaces it), and starts random (built as ``CellSR`` builds it).
 
+A store of the extended space ``tpsr_plus`` (:class:`PlusWeightStore`) keys every entry by width as
+well (and by cell, for networks of several cells): weights are shared only between candidates of the
+same width; the skeleton is kept per width and up-sampler (the TPSR and anchor skeletons have other
+parameters).
+
 A store is for one cell width ``n_feats`` and one ``scale`` (the up-sampling blocks depend on it).
 :meth:`get` assembles the state dict of ``CellSR(genotype, scale, n_feats)`` (it loads with
 ``strict=True``), :meth:`init_model` loads it into a model, :meth:`save` / :meth:`load` persist
@@ -33,10 +38,10 @@ from collections import OrderedDict
 
 import torch
 
-from tinysr.genotype import CellNode, Genotype
+from tinysr.genotype import CellNode, Genotype, NetworkGenotype, as_network
 from tinysr.imageio import atomic_write
 
-from tinysr.search.core.space import TPSR_SPACE, GeneratorSpace
+from tinysr.search.core.space import TPSR_SPACE, GeneratorSpace, PlusSpace, space_from_identity
 
 FORMAT = "tinysr.weight-store/1"
 SKELETON_GENOTYPE = Genotype.parse("identity@in")  # a cell with no weights: builds only the skeleton's
@@ -191,6 +196,8 @@ class WeightStore:
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ValueError(f"{source}: not a weight store ({FORMAT})")
         sp = state["space"]
+        if "widths" in sp and cls is WeightStore:  # a store of the extended space
+            return PlusWeightStore.from_state(state, source)
         store = cls(GeneratorSpace(int(sp["num_nodes"]), tuple(sp["ops"])), state["scale"], state["n_feats"],
                     state["seed"])
         store.offers = int(state["offers"])
@@ -208,3 +215,154 @@ class WeightStore:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"weight store not found: {os.fspath(path)}")
         return cls.from_state(torch.load(path, map_location="cpu", weights_only=True), os.fspath(path))
+
+
+class PlusWeightStore:
+    """Weight sharing in the extended space (:class:`~tinysr.search.core.space.PlusSpace`): Eq. 5 per
+    (width, cell, node, operation) entry and per (width, up-sampler) skeleton, so candidates share weights
+    only with candidates of the same width. The interface of :class:`WeightStore` (``get``, ``init_model``,
+    ``offer``, ``state``, ``save``, ``load``); genotypes are :class:`~tinysr.genotype.NetworkGenotype`.
+
+    Initial weights: entry ``(w, 0, i, o)`` and the TPSR skeleton at width ``w`` start as a paper-space
+    store of width ``w`` starts them (the same derived seeds), so a 16-feature one-cell TPSR candidate
+    starts exactly as in the paper's search.
+    """
+
+    def __init__(self, space: PlusSpace, scale: int = 4, n_feats: int = 16, seed: int = 0):
+        if not isinstance(space, PlusSpace):
+            raise ValueError("a PlusWeightStore is for the extended space (tpsr_plus)")
+        self.space, self.scale, self.seed = space, int(scale), int(seed)
+        self.n_feats = int(n_feats)  # unused: every candidate has its own width (kept for the driver's interface)
+        self._entries: dict[tuple, OrderedDict] = {}
+        self._scores: dict[tuple, float] = {}
+        self._skeletons: dict[tuple, OrderedDict] = {}
+        self._skeleton_scores: dict[tuple, float] = {}
+        self.offers = 0
+
+    def _network(self, genotype) -> NetworkGenotype:
+        net = as_network(genotype)
+        self.space.encode(net)  # in this space: width, depth, skeleton, node count and operations
+        return net
+
+    def entry(self, width: int, cell: int, node: int, op: str) -> "OrderedDict[str, torch.Tensor]":
+        key = (int(width), int(cell), int(node), op)
+        if key not in self._entries:
+            parts = (self.seed, width, node, op) + ((f"cell{cell}",) if cell else ())
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(_derived_seed(*parts))
+                self._entries[key] = _copy(CellNode(op, int(width)).state_dict())
+        return self._entries[key]
+
+    def score(self, width: int, cell: int, node: int, op: str) -> float | None:
+        return self._scores.get((int(width), int(cell), int(node), op))
+
+    def skeleton(self, width: int, upsampler: str) -> "OrderedDict[str, torch.Tensor]":
+        key = (int(width), upsampler)
+        if key not in self._skeletons:
+            from tinysr.models.tpsr import CellSR
+
+            parts = (self.seed, width, self.scale, "skeleton") + (() if upsampler == "tpsr" else (upsampler,))
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(_derived_seed(*parts))
+                model = CellSR(NetworkGenotype(SKELETON_GENOTYPE, width, 1, upsampler), self.scale)
+            self._skeletons[key] = _copy({k: v for k, v in model.state_dict().items() if not k.startswith("cell.")})
+        return self._skeletons[key]
+
+    def skeleton_score(self, width: int, upsampler: str) -> float | None:
+        return self._skeleton_scores.get((int(width), upsampler))
+
+    @staticmethod
+    def _cell_prefix(net: NetworkGenotype, c: int) -> str:
+        return "cell." if net.n_cells == 1 else f"cell.{c}."
+
+    def get(self, genotype) -> "OrderedDict[str, torch.Tensor]":
+        """State dict of ``CellSR(network, scale)`` from the store (fresh tensors)."""
+        net = self._network(genotype)
+        out = OrderedDict((k, v.clone()) for k, v in self.skeleton(net.n_feats, net.upsampler).items())
+        for c in range(net.n_cells):
+            for i, node in enumerate(net.nodes):
+                for k, v in self.entry(net.n_feats, c, i, node.op).items():
+                    out[f"{self._cell_prefix(net, c)}nodes.{i}.{k}"] = v.clone()
+        return out
+
+    def init_model(self, model):
+        if getattr(model, "scale", None) != self.scale:
+            raise ValueError(f"model has scale={getattr(model, 'scale', None)}; this weight store is for scale={self.scale}")
+        model.load_state_dict(self.get(model.network), strict=True)
+        return model
+
+    def offer(self, genotype, state_dict: dict, score: float) -> list[tuple]:
+        """Eq. 5 for a trained candidate; returns the ``(width, cell, node, op)`` entries replaced."""
+        net = self._network(genotype)
+        try:
+            score = float(score)
+        except (TypeError, ValueError):
+            raise ValueError(f"score must be a number, got {score!r}") from None
+        if not math.isfinite(score):
+            raise ValueError(f"score must be finite, got {score}")
+        expected = self.get(net)
+        missing = [k for k in expected if k not in state_dict]
+        extra = [k for k in state_dict if k not in expected]
+        bad = [k for k in expected if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)]
+        if missing or extra or bad:
+            raise ValueError(f"state dict is not a CellSR({net}, scale={self.scale})'s: missing {missing[:3]}, "
+                             f"unexpected {extra[:3]}, other shapes {bad[:3]}")
+
+        def take(prefix: str, template: dict) -> OrderedDict:
+            return OrderedDict((k, state_dict[prefix + k].detach().to("cpu", dtype=v.dtype, copy=True))
+                               for k, v in template.items())
+
+        replaced = []
+        for c in range(net.n_cells):
+            for i, node in enumerate(net.nodes):
+                key = (net.n_feats, c, i, node.op)
+                best = self._scores.get(key)
+                if best is None or score > best:
+                    self._entries[key] = take(f"{self._cell_prefix(net, c)}nodes.{i}.", self.entry(*key))
+                    self._scores[key] = score
+                    replaced.append(key)
+        sk = (net.n_feats, net.upsampler)
+        best = self._skeleton_scores.get(sk)
+        if best is None or score > best:
+            self._skeletons[sk] = take("", self.skeleton(*sk))
+            self._skeleton_scores[sk] = score
+        self.offers += 1
+        return replaced
+
+    def state(self) -> dict:
+        return {"format": FORMAT, "space": self.space.identity(), "scale": self.scale, "n_feats": self.n_feats,
+                "seed": self.seed, "offers": self.offers,
+                "entries": [{"width": w, "cell": c, "node": i, "op": op, "score": self._scores[(w, c, i, op)],
+                             "state": dict(self._entries[(w, c, i, op)])}
+                            for (w, c, i, op) in sorted(self._scores, key=lambda k: (k[0], k[1], k[2],
+                                                                                       self.space.ops.index(k[3])))],
+                "skeletons": [{"width": w, "upsampler": up, "score": self._skeleton_scores[(w, up)],
+                               "state": dict(self._skeletons[(w, up)])} for (w, up) in sorted(self._skeleton_scores)]}
+
+    def save(self, path: str | os.PathLike) -> None:
+        state = self.state()
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    @classmethod
+    def from_state(cls, state: dict, source: str = "weight store") -> "PlusWeightStore":
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise ValueError(f"{source}: not a weight store ({FORMAT})")
+        try:
+            space = space_from_identity(state["space"])
+            store = cls(space, state["scale"], state.get("n_feats", 16), state["seed"])
+        except ValueError as e:
+            raise ValueError(f"{source}: {e}") from None
+        store.offers = int(state["offers"])
+        for e in state["entries"]:
+            key = (int(e["width"]), int(e["cell"]), int(e["node"]), e["op"])
+            store._entries[key] = OrderedDict(e["state"])
+            store._scores[key] = float(e["score"])
+        for e in state["skeletons"]:
+            key = (int(e["width"]), e["upsampler"])
+            store._skeletons[key] = OrderedDict(e["state"])
+            store._skeleton_scores[key] = float(e["score"])
+        return store
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "PlusWeightStore":
+        return WeightStore.load(path)
