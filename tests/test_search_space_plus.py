@@ -59,7 +59,8 @@ def test_skeleton_options_forward_and_config():
     x = torch.rand(1, 3, 8, 10)
     for upsampler, clip in SKELETONS:
         m = CellSR(CELL, 4, n_feats=24, n_cells=2, upsampler=upsampler, clip=clip)
-        y = m(x)
+        with torch.no_grad():
+            y = m(x)
         assert y.shape == (1, 3, 32, 40)
         if clip:
             assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
@@ -67,7 +68,8 @@ def test_skeleton_options_forward_and_config():
         assert cfg["n_cells"] == 2 and cfg.get("upsampler", "tpsr") == upsampler and cfg.get("clip", False) == clip
         rebuilt = CellSR(**cfg)
         rebuilt.load_state_dict(m.state_dict(), strict=True)
-        assert torch.equal(rebuilt(x), y)
+        with torch.no_grad():
+            assert torch.equal(rebuilt(x), y)
         assert m.genotype_text == str(m.network) and CellSR(m.genotype_text, 4).config() == cfg
     anchor = CellSR(CELL, 4, upsampler="anchor")
     assert not hasattr(anchor, "sub_mean")  # the anchor skeleton works on the [0, 1] input directly
@@ -275,9 +277,9 @@ def test_search_end_to_end_tiny(tmp_path, monkeypatch, capsys):
     from tinysr.search.core.report import export_checkpoint
     from tinysr.search.generator.driver import run_search
 
-    _small_space(monkeypatch)
     profile = tmp_path / "plus.json"
-    profile.write_text(json.dumps(fake_plus_table()))
+    profile.write_text(json.dumps(fake_plus_table()))  # every op (the run meta prices the TPSR cell too)
+    _small_space(monkeypatch)
     cfg = _tiny_config(tmp_path, profile)
     assert cfg.to_dict()["space"] == "tpsr_plus"
     summary = run_search(cfg, progress=False)
@@ -350,15 +352,12 @@ def test_cli_train_genotype_and_lut_predict(tmp_path, capsys):
     # tinysr train --genotype CKPT / --genotype TEXT: the skeleton comes along
     model = build_model(TrainConfig(model="tpsr_x4", genotype=str(net)))
     assert model.network == net
-    from tinysr.cli import commands
-
     seen = {}
 
     def fake_train(cfg, resume=True, progress=True):
         seen["genotype"] = cfg.genotype
         raise SystemExit(0)
 
-    orig = commands.__dict__.get("train")
     import tinysr.train.trainer as trainer
 
     real = trainer.train
@@ -368,7 +367,6 @@ def test_cli_train_genotype_and_lut_predict(tmp_path, capsys):
             main(["train", "--model", "tpsr_x4", "--genotype", str(ckpt), "--out-dir", str(tmp_path / "r")])
     finally:
         trainer.train = real
-    assert orig is None or orig
     assert seen["genotype"] == str(net)
     # tinysr lut predict: a checkpoint, a network text, and a bare cell at another width
     profile = tmp_path / "plus.json"
