@@ -115,8 +115,12 @@ def test_zoo_exports_to_native_tflite_and_onnx_verified(tmp_path, name):
     xs = fresh_crops(16, 24, n=2)
     for target, precision in (("tflite", "fp32"), ("onnx", "fp32"), ("tflite", "int8")):
         out = tmp_path / f"{name}_{precision}.{target}"
-        card = export_model(str(ckpt), out, ExportOptions(target=target, precision=precision, input_size=(16, 24),
-                                                          calib_count=4, max_loss_db=99.0), progress=False)
+        opts = ExportOptions(target=target, precision=precision, input_size=(16, 24), calib_count=4, max_loss_db=99.0)
+        if precision == "int8":  # its quality check tiles held-out images with the tiny artifact
+            with pytest.warns(UserWarning, match="leaves no room for an overlap"):
+                card = export_model(str(ckpt), out, opts, progress=False)
+        else:
+            card = export_model(str(ckpt), out, opts, progress=False)
         assert card["params"] == count_params(model)
         if target == "tflite":
             ops = op_histogram(out)

@@ -37,7 +37,8 @@ def two_models(tmp_path_factory):
 def test_one_run_measures_every_model_and_a_failure_is_a_row(two_models, photo_dir, tmp_path):
     opts = ParetoOptions(data=(str(photo_dir),), precisions=("fp32", "int8"), threads=1, input_size=(16, 24),
                          runs=2, rounds=1, warmup=1)
-    result = run_pareto([two_models[0], str(tmp_path / "missing.pt"), two_models[1]], opts, progress=False)
+    with pytest.warns(UserWarning, match="leaves no room for an overlap"):  # tiny artifacts tile the images
+        result = run_pareto([two_models[0], str(tmp_path / "missing.pt"), two_models[1]], opts, progress=False)
     rows = {r["model"]: r for r in result["rows"]}
     assert list(rows) == ["xlsr_x4", "missing", "sesr_m5_x4"]  # a run folder's last.pt is named by its folder
     assert rows["missing"]["error"] and "\n" not in rows["missing"]["error"]
@@ -64,8 +65,9 @@ def test_one_run_measures_every_model_and_a_failure_is_a_row(two_models, photo_d
 
 def test_cli_writes_the_files_and_bad_input_is_one_line(two_models, photo_dir, tmp_path, capsys):
     out = tmp_path / "p"
-    rc = main(["pareto", two_models[0], "--data", str(photo_dir), "--precision", "fp32", "--input-size", "16x24",
-               "--runs", "2", "--rounds", "1", "-o", str(out), "-q"])
+    with pytest.warns(UserWarning, match="leaves no room for an overlap"):
+        rc = main(["pareto", two_models[0], "--data", str(photo_dir), "--precision", "fp32", "--input-size", "16x24",
+                   "--runs", "2", "--rounds", "1", "-o", str(out), "-q"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "| xlsr_x4 |" in text and "pareto.png" in text

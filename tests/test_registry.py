@@ -22,7 +22,8 @@ def test_every_model_round_trips_through_its_family(tmp_path, name):
 
 
 def test_unknown_family_is_a_clear_error():
-    with pytest.raises(ModelLoadError, match="unknown model family 'unet'; known: esrgan, srgan, tpsr"):
+    with pytest.raises(ModelLoadError, match="unknown model family 'unet'; known: abpn, edsr, espcn, esrgan, fsrcnn, quicksrnet, "
+                       "sesr, srgan, tpsr, trilevel, xlsr; searched_discriminator, vgg_discriminator"):
         model_from_checkpoint({"format": "tinysr-checkpoint-v1", "family": "unet", "config": {}, "state_dict": {}})
     with pytest.raises(ValueError, match="family 'unet' is not registered"):
         register_model("unet_x4", family="unet", scale=4, description="")(lambda: None)

@@ -649,5 +649,10 @@ def _convert(model: nn.Module, sample: torch.Tensor, mode: str, layout: str) -> 
         model = _nhwc_module(model, sample, layout)
     if layout == "nhwc":
         sample = sample.permute(0, 2, 3, 1).contiguous()
-    with torch.no_grad():
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch's pytree deprecation notice, raised inside litert-torch's conversion (not ours to fix)
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                                category=FutureWarning)
         return litert_torch.convert(model, (sample,)).model_content()
