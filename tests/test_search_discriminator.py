@@ -141,9 +141,15 @@ def finished(run_dir) -> list[tuple]:
                   for r in run_store.trial_records(study) if r.state in ("complete", "rejected"))
 
 
-def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "tinysr.cli.main", *args], capture_output=True, text=True,
-                          cwd=ROOT, **kw)
+def _main(capsys, *args) -> tuple[int, str, str]:
+    """``tinysr ARGS`` in this process, where a process of its own is not what is tested: (exit code,
+    stdout, stderr)."""
+    from tinysr.cli.main import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def test_a_run_records_complete_trials_with_lpips_and_discriminator_weights(reference):
@@ -167,28 +173,29 @@ def test_a_run_records_complete_trials_with_lpips_and_discriminator_weights(refe
     assert summary["best"]["candidate"] == best.candidate and summary["best"]["lpips"] == -best.reward
 
 
-def test_cli_show_and_export_the_best_discriminator(reference, tmp_path):
+def test_cli_show_and_export_the_best_discriminator(reference, tmp_path, capsys):
+    """The commands in this process (tinysr as a process of its own: the kill -9 test below)."""
     from tinysr.checkpoint import load_model
     from tinysr.train.config import GanConfig
     from tinysr.train.gan import build_discriminator
 
     run, summary = reference
-    r = _cli("search", "show", str(run), "--top", "2", "--plots", str(tmp_path))
-    assert r.returncode == 0, r.stderr
-    assert "LPIPS" in r.stdout and summary["best"]["genotype"] in r.stdout and "(2 more evaluated" in r.stdout
+    code, out, err = _main(capsys, "search", "show", run, "--top", "2", "--plots", tmp_path)
+    assert code == 0, err
+    assert "LPIPS" in out and summary["best"]["genotype"] in out and "(2 more evaluated" in out
     assert (tmp_path / "reward.png").is_file() and not (tmp_path / "pareto.png").exists()
-    out = tmp_path / "d.pt"
-    r = _cli("search", "export", str(run), "--best", "-o", str(out))
-    assert r.returncode == 0, r.stderr
-    assert "fine-tuned discriminator" in r.stdout
-    d = load_model(str(out), kind="discriminator")
+    ckpt = tmp_path / "d.pt"
+    code, out, err = _main(capsys, "search", "export", run, "--best", "-o", ckpt)
+    assert code == 0, err
+    assert "fine-tuned discriminator" in out
+    d = load_model(str(ckpt), kind="discriminator")
     assert str(d.genotype) == summary["best"]["genotype"]
-    assert build_discriminator(GanConfig.from_dict({"discriminator": str(out)}), 32).input_size == 32
-    r = _cli("search", "export", str(run), "--best", "--weights", "store", "-o", str(tmp_path / "s.pt"))
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no weight store" in r.stderr
+    assert build_discriminator(GanConfig.from_dict({"discriminator": str(ckpt)}), 32).input_size == 32
+    code, out, err = _main(capsys, "search", "export", run, "--best", "--weights", "store", "-o", tmp_path / "s.pt")
+    assert code == 2 and err.count("\n") == 1 and "no weight store" in err
 
 
-def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(reference, train_dirs, tmp_path):
+def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(reference, train_dirs, tmp_path, capsys):
     ref, _ = reference
     cfg_path = tmp_path / "kill.yaml"
     cfg_path.write_text(yaml.safe_dump(_data(train_dirs, tmp_path / "run")))
@@ -201,15 +208,15 @@ def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(reference, train
     assert proc.poll() is None, proc.communicate()[1].decode()
     os.kill(proc.pid, signal.SIGKILL)  # candidate 0 finished, candidate 1 (same round) running or finished
     proc.communicate()
-    r = _cli("search", "discriminator", "--config", str(cfg_path), "-q", "--resume")
-    assert r.returncode == 0, r.stderr
+    code, out, err = _main(capsys, "search", "discriminator", "--config", cfg_path, "-q", "--resume")  # here
+    assert code == 0, err
     got = finished(tmp_path / "run")
     assert len({c[0] for c in got}) == len(got) == 4
     assert got == finished(ref)
     _, study = run_store.open_run(tmp_path / "run")
     assert "running" not in [r.state for r in run_store.trial_records(study)]
-    r = _cli("search", "discriminator", "--config", str(cfg_path), "-q")
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--resume" in r.stderr
+    code, out, err = _main(capsys, "search", "discriminator", "--config", cfg_path, "-q")
+    assert code == 2 and err.count("\n") == 1 and "--resume" in err
 
 
 def test_the_process_pool_gives_the_same_trials(reference, train_dirs, tmp_path):

@@ -33,6 +33,29 @@ def config(photo_dir, run_dir, **over) -> dict:
     return cfg
 
 
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory):
+    """conftest's photo_dir made once for this module (the runs only read it): the same four images."""
+    from PIL import Image
+
+    from tinysr.bundled import sample_image
+
+    src = Image.open(sample_image()).convert("RGB")
+    d = tmp_path_factory.mktemp("photos")
+    for i, (angle, size) in enumerate([(0, 160), (90, 144), (180, 128), (270, 150)]):
+        src.rotate(angle).resize((size, size + 8 * i), Image.BICUBIC).save(d / f"img{i}.png")
+    return d
+
+
+@pytest.fixture(scope="module")
+def reference(photo_dir, tmp_path_factory):
+    """The finished trials of one uninterrupted in-process run of ``config()``: what every backend and
+    every resumed run of that config must end with (trials are identical on every backend)."""
+    run = tmp_path_factory.mktemp("ref") / "run"
+    run_search(SearchConfig.from_dict(config(photo_dir, run)), progress=False)
+    return finished(run)
+
+
 def finished(run_dir) -> list[tuple]:
     """Every finished trial as comparable data, by candidate (no trial numbers, no timings)."""
     _, study = run_store.open_run(run_dir)
@@ -42,6 +65,17 @@ def finished(run_dir) -> list[tuple]:
             out.append((r.candidate, r.state, tuple(sorted(r.params.items())), r.values, r.genotype, r.psnr, r.reward,
                         r.rejected, r.mult_adds, tuple(sorted(r.latency_ms.items()))))
     return sorted(out)
+
+
+def _main(capsys, *args) -> tuple[int, str, str]:
+    """``tinysr ARGS`` in this process, where a process of its own is not what is tested: (exit code,
+    stdout, stderr)."""
+    from tinysr.cli.main import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def test_a_search_records_every_candidate_and_respects_the_limits(photo_dir, tmp_path):
@@ -82,10 +116,7 @@ def test_a_search_records_every_candidate_and_respects_the_limits(photo_dir, tmp
     assert {k: store.score(*k) for k in best} == best
 
 
-def test_resume_after_a_crash_equals_an_uninterrupted_run(photo_dir, tmp_path):
-    ref = SearchConfig.from_dict(config(photo_dir, tmp_path / "ref"))
-    run_search(ref, progress=False)
-
+def test_resume_after_a_crash_equals_an_uninterrupted_run(photo_dir, tmp_path, reference):
     class Crash(Exception):
         pass
 
@@ -120,7 +151,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(photo_dir, tmp_path):
     s = Search(cfg, resume=True, progress=False)
     summary = s.run()
     assert summary["evaluated"] == 6
-    assert finished(tmp_path / "run") == finished(tmp_path / "ref")
+    assert finished(tmp_path / "run") == reference
 
 
 def test_a_run_is_not_overwritten_and_resume_refuses_another_config(photo_dir, tmp_path):
@@ -153,18 +184,18 @@ def test_resume_names_the_changed_proxy_keys_before_loading_any_data(photo_dir, 
     assert "proxy.lr: 0.002 -> 0.001; proxy.steps: 2 -> 3" in msg and "train_data" not in msg and "\n" not in msg
 
 
-def test_a_missing_train_data_folder_names_the_config_and_key(photo_dir, tmp_path):
+def test_a_missing_train_data_folder_names_the_config_and_key(photo_dir, tmp_path, capsys):
     cfg_path = tmp_path / "s.yaml"
     data = config(photo_dir, tmp_path / "run")
     data["proxy"]["train_data"] = [str(photo_dir), str(tmp_path / "T92")]
     cfg_path.write_text(yaml.safe_dump(data))
-    r = _cli("search", "generator", "--config", str(cfg_path), "-q")
-    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
-    assert f"{cfg_path}: proxy: train_data: {tmp_path / 'T92'}: no such folder" in r.stderr
+    code, out, err = _main(capsys, "search", "generator", "--config", cfg_path, "-q")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{cfg_path}: proxy: train_data: {tmp_path / 'T92'}: no such folder" in err
     assert not (tmp_path / "run").exists()
 
 
-def test_a_wrong_ray_address_fails_in_one_line_within_the_timeout_and_leaves_nothing(photo_dir, tmp_path):
+def test_a_wrong_ray_address_fails_in_one_line_within_the_timeout_and_leaves_nothing(photo_dir, tmp_path, capsys):
     """Nothing at the address: refused at once; a port that accepts but never answers (not a Ray GCS):
     refused after --connect-timeout. Either way one line, exit 2, and no run folder."""
     import socket
@@ -182,10 +213,10 @@ def test_a_wrong_ray_address_fails_in_one_line_within_the_timeout_and_leaves_not
         for address, timeout, what in ((f"127.0.0.1:{port}", "20", "cannot connect"),
                                        (f"127.0.0.1:{silent.getsockname()[1]}", "1.5", "no answer within 1.5 s")):
             t0 = time.time()
-            r = _cli("search", "generator", "--config", str(cfg_path), "-q", "--backend", "ray", "--workers", "1", "--address", address,
-                     "--connect-timeout", timeout, timeout=120)
-            assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
-            assert f"Ray cluster at {address}: {what}" in r.stderr
+            code, out, err = _main(capsys, "search", "generator", "--config", cfg_path, "-q", "--backend", "ray",
+                                   "--workers", "1", "--address", address, "--connect-timeout", timeout)
+            assert code == 2 and err.count("\n") == 1, err
+            assert f"Ray cluster at {address}: {what}" in err
             assert time.time() - t0 < 60
             assert not (tmp_path / "run").exists()
     finally:
@@ -198,14 +229,13 @@ def test_an_impossible_budget_stops_with_a_clear_error(photo_dir, tmp_path):
         run_search(cfg, progress=False)
 
 
-def test_the_process_pool_and_ray_give_the_same_trials(photo_dir, tmp_path):
+def test_the_process_pool_and_ray_give_the_same_trials(photo_dir, tmp_path, reference):
     """Two spawned worker processes, then a real local Ray instance (ray.init(num_cpus=2)), against
-    evaluations in the driver's process."""
+    evaluations in the driver's process (the module's reference run)."""
     ray = pytest.importorskip("ray")
-    base = config(photo_dir, tmp_path / "inproc", evaluations=4)
+    base = config(photo_dir, tmp_path / "pool", workers=2)
     run_search(SearchConfig.from_dict(base), progress=False)
-    run_search(SearchConfig.from_dict({**base, "run_dir": str(tmp_path / "pool"), "workers": 2}), progress=False)
-    assert finished(tmp_path / "pool") == finished(tmp_path / "inproc")
+    assert finished(tmp_path / "pool") == reference
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         from tinysr.search.core.backends import check_ray_address
@@ -216,103 +246,140 @@ def test_the_process_pool_and_ray_give_the_same_trials(photo_dir, tmp_path):
         assert ray.is_initialized()  # an instance the caller started is left running
     finally:
         ray.shutdown()
-    assert finished(tmp_path / "ray") == finished(tmp_path / "inproc")
+    assert finished(tmp_path / "ray") == reference
 
 
-def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "tinysr.cli.main", *args], capture_output=True, text=True,
-                          cwd=ROOT, **kw)
-
-
-def test_kill_9_at_random_moments_then_resume(photo_dir, tmp_path):
-    """A real search process killed with SIGKILL at random moments, resumed each time: its finished
-    trials equal an uninterrupted run's, no finished candidate is recorded twice, and the trials
-    that were running at a kill are marked failed."""
-    data = config(photo_dir, tmp_path / "ref", evaluations=16, round_size=2)
-    data["proxy"]["steps"] = 100  # ~0.5-0.8 s per evaluation: kills land in evaluations, writes and start-up alike
-    run_search(SearchConfig.from_dict(data), progress=False)
-    cfg_path = tmp_path / "kill.yaml"
-    cfg_path.write_text(yaml.safe_dump({**data, "run_dir": str(tmp_path / "run")}))
-    rng = random.Random(7)
-    kills, resume = 0, []
-    for attempt in range(8):
-        proc = subprocess.Popen([sys.executable, "-m", "tinysr.cli.main", "search", "generator", "--config",
-                                 str(cfg_path), "-q", *resume], cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(3.5, 8.0))  # start-up (imports, data) takes ~4 s
-        while proc.poll() is None and not (tmp_path / "run" / "run.json").is_file():
-            time.sleep(0.1)  # a loaded machine starts slowly: the run must exist before the first kill
-        if not resume:
-            time.sleep(rng.uniform(0.0, 3.0))
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        out, err = proc.communicate()
-        if (tmp_path / "run" / "run.json").is_file():
-            resume = ["--resume"]
-        if proc.returncode == 0:
-            break
-    else:
-        r = _cli("search", "generator", "--config", str(cfg_path), "-q", "--resume")
-        assert r.returncode == 0, r.stderr
-    assert kills >= 3
-    got = finished(tmp_path / "run")
-    assert len({c[0] for c in got}) == len(got)  # no candidate finished twice
-    assert got == finished(tmp_path / "ref")
-    _, study = run_store.open_run(tmp_path / "run")
-    states = [r.state for r in run_store.trial_records(study)]
-    assert "running" not in states and "failed" not in states
-    assert states.count("interrupted") >= 1  # at least one kill hit a running evaluation
-
-
-KILL_AT_ENQUEUE = """
-import os, sys
+#: ``python -c KILLABLE ARGS``: ``tinysr ARGS`` that, with ``KILL_AT=POINT:N``, sends itself SIGKILL the Nth
+#: time it reaches POINT: ``enqueued`` (between the study's enqueue_trial and ask), ``trial_write`` /
+#: ``checkpoint_write`` (half of a trial's weights / of the search checkpoint in its temporary file, not yet
+#: renamed into place), ``trial_written`` (a trial's weights in place, the study not yet told). With
+#: ``KILL_MARK=FILE`` it creates FILE at its first new trial: its evaluations have started.
+KILLABLE = """
+import os, signal, sys
+import torch
 from tinysr.search.core import run_store
-calls = []
-def hook():  # the process dies at the Nth new trial, between enqueue_trial and ask
-    calls.append(1)
-    if len(calls) == int(os.environ["KILL_AT_TRIAL"]):
-        os._exit(9)
-run_store.HOOKS["enqueued"] = hook
+point, _, nth = os.environ.get("KILL_AT", "none:0").partition(":")
+seen = {}
+def reached(name, before=None):
+    seen[name] = seen.get(name, 0) + 1
+    if name == point and seen[name] == int(nth):
+        if before is not None:
+            before()
+        os.kill(os.getpid(), signal.SIGKILL)
+def enqueued():
+    mark = os.environ.get("KILL_MARK")
+    if mark and not os.path.exists(mark):
+        open(mark, "w").close()
+    reached("enqueued")
+run_store.HOOKS["enqueued"] = enqueued
+real_save, real_replace = torch.save, os.replace
+def half(path):
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+def save(obj, f, *args, **kw):
+    real_save(obj, f, *args, **kw)
+    path = os.fspath(f)
+    if os.path.basename(path).startswith(".checkpoint.pt."):
+        reached("checkpoint_write", lambda: half(path))
+    elif os.path.basename(os.path.dirname(path)) == "trials":
+        reached("trial_write", lambda: half(path))
+torch.save = save
+def replace(src, dst, *args, **kw):
+    real_replace(src, dst, *args, **kw)
+    if os.path.basename(os.path.dirname(os.fspath(dst))) == "trials":
+        reached("trial_written")
+os.replace = replace
 from tinysr.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_a_kill_between_enqueue_and_ask_loses_no_candidate(photo_dir, tmp_path):
+def _killable(*args, env: dict, **kw):
+    return subprocess.run([sys.executable, "-c", KILLABLE, *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, **env}, **kw)
+
+
+def _states(run_dir) -> list[str]:
+    _, study = run_store.open_run(run_dir)
+    return [r.state for r in run_store.trial_records(study)]
+
+
+def test_kill_9_at_chosen_and_random_moments_then_resume(photo_dir, tmp_path, reference, capsys):
+    """A real search process killed with SIGKILL and resumed, again and again: first at chosen moments
+    (half-way through writing the checkpoint of the run it has just created, a trial's weights, and a
+    round's checkpoint; a trial's weights just in place, the study not yet told), then twice at random
+    moments of its evaluations and writes. Its finished trials equal an uninterrupted run's, no
+    finished candidate is recorded twice, and the trials that were running at a kill are marked
+    interrupted (none failed, none left running)."""
+    run = tmp_path / "run"
+    cfg_path = tmp_path / "kill.yaml"
+    cfg_path.write_text(yaml.safe_dump(config(photo_dir, run)))
+    args = ["search", "generator", "--config", cfg_path, "-q"]
+    # point, running trials left by the kill (a checkpoint is written between trials)
+    chosen = [("checkpoint_write:1", 0), ("trial_write:2", 1), ("trial_written:1", 1), ("checkpoint_write:1", 0)]
+    for i, (at, running) in enumerate(chosen):
+        r = _killable(*args, *(["--resume"] if i else []), env={"KILL_AT": at}, timeout=300)
+        assert r.returncode == -signal.SIGKILL, (at, r.stderr[-2000:])
+        assert _states(run).count("running") == running, at
+        if i == 0:  # the run exists; its first checkpoint does not
+            assert (run / "run.json").is_file() and not (run / "checkpoint.pt").exists()
+    rng = random.Random(7)
+    mark, kills = tmp_path / "evaluating", 0
+    for attempt in range(2):
+        mark.unlink(missing_ok=True)
+        proc = subprocess.Popen([sys.executable, "-c", KILLABLE, *map(str, args), "--resume"], cwd=ROOT,
+                                env={**os.environ, "KILL_MARK": str(mark)}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        deadline = time.time() + 300
+        while proc.poll() is None and not mark.is_file() and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))  # into its evaluations, study and weight writes, round checkpoints
+        if proc.poll() is None:
+            proc.kill()
+            kills += 1
+        err = proc.communicate()[1].decode()
+        assert proc.returncode in (0, -signal.SIGKILL), err[-2000:]
+    assert kills >= 1  # the 4 evaluations left (and their writes) last longer than one random wait
+    code, out, err = _main(capsys, *args, "--resume")
+    assert code == 0, err
+    got = finished(run)
+    assert len({c[0] for c in got}) == len(got)  # no candidate finished twice
+    assert got == reference
+    states = _states(run)
+    assert "running" not in states and "failed" not in states
+    assert states.count("interrupted") >= 2  # the trials running at the chosen kills
+
+
+def test_a_kill_between_enqueue_and_ask_loses_no_candidate(photo_dir, tmp_path, reference, capsys):
     """Killed exactly between ``enqueue_trial`` and ``ask`` (the study holds a WAITING trial): the
     resume marks it interrupted (not a failed evaluation), evaluates its candidate again and ends
     with an uninterrupted run's trials; ``search show`` and the summary count it as interrupted."""
-    data = config(photo_dir, tmp_path / "ref", evaluations=6, round_size=2)
-    run_search(SearchConfig.from_dict(data), progress=False)
     cfg_path = tmp_path / "kill.yaml"
-    cfg_path.write_text(yaml.safe_dump({**data, "run_dir": str(tmp_path / "run")}))
+    cfg_path.write_text(yaml.safe_dump(config(photo_dir, tmp_path / "run")))
     args = ["search", "generator", "--config", str(cfg_path), "-q"]
-    r = subprocess.run([sys.executable, "-c", KILL_AT_ENQUEUE, *args], capture_output=True, text=True, cwd=ROOT,
-                       env={**os.environ, "KILL_AT_TRIAL": "3"})
-    assert r.returncode == 9, r.stderr
-    _, study = run_store.open_run(tmp_path / "run")
-    assert [r.state for r in run_store.trial_records(study)].count("waiting") == 1
-    r = _cli(*args, "--resume", "--json", str(tmp_path / "summary.json"))
-    assert r.returncode == 0, r.stderr
-    assert "0 failed, 1 interrupted" in r.stdout
+    r = _killable(*args, env={"KILL_AT": "enqueued:3"})
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert _states(tmp_path / "run").count("waiting") == 1
+    code, out, err = _main(capsys, *args, "--resume", "--json", tmp_path / "summary.json")
+    assert code == 0, err
+    assert "0 failed, 1 interrupted" in out
     summary = yaml.safe_load((tmp_path / "summary.json").read_text())
     assert (summary["evaluated"], summary["failed"], summary["interrupted"]) == (6, 0, 1)
-    assert finished(tmp_path / "run") == finished(tmp_path / "ref")
+    assert finished(tmp_path / "run") == reference
     _, study = run_store.open_run(tmp_path / "run")
     recs = run_store.trial_records(study)
     (waited,) = [r for r in recs if r.state == "interrupted"]
     assert waited.user_attrs["interrupted"] is True and "before it started" in waited.user_attrs["reason"]
     assert waited.error is None and "failed" not in [r.state for r in recs]
-    r = _cli("search", "show", str(tmp_path / "run"), "--no-plots")
-    assert r.returncode == 0 and "failed 0, interrupted 1, running 0" in r.stdout, r.stdout + r.stderr
+    code, out, err = _main(capsys, "search", "show", tmp_path / "run", "--no-plots")
+    assert code == 0 and "failed 0, interrupted 1, running 0" in out, out + err
 
 
-def test_ctrl_c_stops_in_one_line_and_resume_is_exact(photo_dir, tmp_path):
+def test_ctrl_c_stops_in_one_line_and_resume_is_exact(photo_dir, tmp_path, capsys):
     """SIGINT to the process group (what a terminal's Ctrl-C does) during the local pool's evaluations:
     exit 130 with one line on stderr, no worker tracebacks; the resume ends with an uninterrupted run's trials."""
     data = config(photo_dir, tmp_path / "ref", evaluations=6, round_size=2, workers=2)
-    data["proxy"]["steps"] = 60
+    data["proxy"]["steps"] = 60  # evaluations long enough for the signal to land in them
     run_search(SearchConfig.from_dict({**data, "workers": 0}), progress=False)  # same trials on every backend
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text(yaml.safe_dump({**data, "run_dir": str(tmp_path / "run")}))
@@ -327,37 +394,41 @@ def test_ctrl_c_stops_in_one_line_and_resume_is_exact(photo_dir, tmp_path):
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and err == "tinysr: interrupted\n", err
-    _, study = run_store.open_run(tmp_path / "run")
-    states = [r.state for r in run_store.trial_records(study)]
+    states = _states(tmp_path / "run")
     assert "running" not in states and "failed" not in states
-    r = _cli("search", "generator", "--config", str(cfg_path), "-q", "--resume", "--workers", "0")
-    assert r.returncode == 0, r.stderr
+    # the resume in this process: what is checked is its result, not its process
+    code, out, err = _main(capsys, "search", "generator", "--config", cfg_path, "-q", "--resume", "--workers", "0")
+    assert code == 0, err
     assert finished(tmp_path / "run") == finished(tmp_path / "ref")
 
 
-def test_cli_search_show_and_export(photo_dir, tmp_path):
+def test_cli_search_show_and_export(photo_dir, tmp_path, capsys):
+    """search generator, show, export, then lut predict, train and export with the exported checkpoint:
+    the commands run in this process (their parsing, outputs and exit codes are what is checked;
+    tinysr as a process of its own is checked by the tests above)."""
     cfg_path = tmp_path / "s.yaml"
     cfg_path.write_text(yaml.safe_dump(config(photo_dir, tmp_path / "run", evaluations=2, latency=[
         {"name": "epyc", "profile": str(PROFILE), "budget_ms": 60.0}])))
-    r = _cli("search", "generator", "--config", str(cfg_path), "-q")
-    assert r.returncode == 0, r.stderr
-    assert "2 evaluated" in r.stdout and (tmp_path / "run" / "pareto.png").is_file()
-    r = _cli("search", "show", str(tmp_path / "run"), "--top", "3")
-    assert r.returncode == 0, r.stderr
+    code, out, err = _main(capsys, "search", "generator", "--config", cfg_path, "-q")
+    assert code == 0, err
+    assert "2 evaluated" in out and (tmp_path / "run" / "pareto.png").is_file()
+    code, out, err = _main(capsys, "search", "show", tmp_path / "run", "--top", "3")
+    assert code == 0, err
     ckpt = tmp_path / "best.pt"
-    r = _cli("search", "export", str(tmp_path / "run"), "--best", "-o", str(ckpt))
-    assert r.returncode == 0, r.stderr
-    r = _cli("lut", "predict", str(ckpt), "--profile", str(PROFILE))
-    assert r.returncode == 0, r.stderr
-    r = _cli("train", "--genotype", str(ckpt), "--init-from", str(ckpt), "--train-data", str(photo_dir), "--steps", "2",
-             "--out-dir", str(tmp_path / "train"), "--set", "patch_size=8", "--set", "batch_size=2", "-q")
-    assert r.returncode == 0, r.stderr
-    assert f"initialised {len(torch.load(ckpt, weights_only=True)['state_dict'])}/" in r.stdout + r.stderr
-    r = _cli("export", "--model", str(ckpt), "--target", "onnx", "--input-size", "16x16", "-o",
-             str(tmp_path / "best.onnx"), "-q")
-    assert r.returncode == 0, r.stderr
-    r = _cli("search", "generator", "--config", str(cfg_path), "-q")
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--resume" in r.stderr
+    code, out, err = _main(capsys, "search", "export", tmp_path / "run", "--best", "-o", ckpt)
+    assert code == 0, err
+    code, out, err = _main(capsys, "lut", "predict", ckpt, "--profile", PROFILE)
+    assert code == 0, err
+    code, out, err = _main(capsys, "train", "--genotype", ckpt, "--init-from", ckpt, "--train-data", photo_dir,
+                           "--steps", "2", "--out-dir", tmp_path / "train", "--set", "patch_size=8", "--set",
+                           "batch_size=2", "--set", "workers=0", "-q")  # no data-loader processes forked from here
+    assert code == 0, err
+    assert f"initialised {len(torch.load(ckpt, weights_only=True)['state_dict'])}/" in out + err
+    code, out, err = _main(capsys, "export", "--model", ckpt, "--target", "onnx", "--input-size", "16x16", "-o",
+                           tmp_path / "best.onnx", "-q")
+    assert code == 0, err
+    code, out, err = _main(capsys, "search", "generator", "--config", cfg_path, "-q")
+    assert code == 2 and err.count("\n") == 1 and "--resume" in err
 
 
 def test_optuna_dashboard_shows_the_objective_values(photo_dir, tmp_path):
@@ -421,8 +492,23 @@ def test_a_phone_in_the_loop_that_disconnects_stops_the_search_and_resume_goes_o
     """A latency target measured on a phone over adb (the adb test double speaking benchmark_model's
     output): every candidate is converted, pushed and timed; the phone disconnecting mid-search stops
     it with a one-line error, and a resume with the phone back ends with an uninterrupted run's trials."""
+    import hashlib
+
+    from tinysr.profile import predict
     from tinysr.profile.adb import DeviceError
 
+    converted, convert = {}, predict.convert_network
+
+    def convert_once(model, size, *args, **kw):
+        """Each network (architecture and weights) converted to .tflite once: the three runs below
+        convert the same networks (TPSR, the candidates) again, at ~5-15 s a conversion."""
+        weights = hashlib.sha256(b"".join(t.numpy().tobytes() for t in model.state_dict().values())).hexdigest()
+        key = (type(model).__name__, str(getattr(model, "genotype", "")), tuple(size), weights)
+        if key not in converted:
+            converted[key] = convert(model, size, *args, **kw)
+        return converted[key]
+
+    monkeypatch.setattr(predict, "convert_network", convert_once)
     phone = {"name": "phone", "device": "adb:FAKE0001", "budget_ms": 5000.0, "runs": 2, "warmup": 1,
              "benchmark_binary": str(fake_adb.binary)}
     data = config(photo_dir, tmp_path / "ref", evaluations=2, round_size=1, input_size=[12, 16], max_mult_adds=None,

@@ -130,7 +130,18 @@ def test_derive_prunes_the_zero_tail():
 
 
 # ----------------------------------------------------------------------------- latency table
-def test_trilevel_table_covers_the_space_and_predicts_the_sum_of_parts():
+def _main(capsys, *args) -> tuple[int, str, str]:
+    """``tinysr ARGS`` in this process, where a process of its own is not what is tested: (exit code,
+    stdout, stderr)."""
+    from tinysr.cli.main import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_trilevel_table_covers_the_space_and_predicts_the_sum_of_parts(capsys):
     if not PROFILES:
         pytest.fail("profiles/ holds no trilevel latency table (tinysr lut build --space trilevel)")
     from tinysr.profile.lut import SPACES, LatencyTable, TrilevelTable
@@ -149,10 +160,9 @@ def test_trilevel_table_covers_the_space_and_predicts_the_sum_of_parts():
         from tinysr.genotype import TPSR_GENOTYPE
 
         table.predict(TPSR_GENOTYPE)
-    out = subprocess.run([sys.executable, "-m", "tinysr.cli.main", "lut", "predict", str(g), "--profile",
-                          str(PROFILES[0]), "--json"], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["predicted_ms"] == pytest.approx(table.predict(g))
+    code, out, err = _main(capsys, "lut", "predict", g, "--profile", PROFILES[0], "--json")
+    assert code == 0, err
+    assert json.loads(out)["predicted_ms"] == pytest.approx(table.predict(g))
 
 
 def test_build_lut_trilevel_space(tmp_path, monkeypatch):
@@ -272,15 +282,14 @@ def test_config_errors(tmp_path, change, error):
         TrilevelConfig.from_dict(_config(tmp_path, **change))
 
 
-def test_a_missing_profile_names_the_config_and_key(tmp_path):
+def test_a_missing_profile_names_the_config_and_key(tmp_path, capsys):
     path = tmp_path / "tri.yaml"
     import yaml
 
     path.write_text(yaml.safe_dump(_config(tmp_path, efficiency="latency", profile="profiles/nope.json")))
-    r = subprocess.run([sys.executable, "-m", "tinysr.cli.main", "search", "trilevel", "--config", str(path), "-q"],
-                       cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
-    assert f"{path}: profile: no latency table profiles/nope.json" in r.stderr and "Errno" not in r.stderr
+    code, out, err = _main(capsys, "search", "trilevel", "--config", path, "-q")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{path}: profile: no latency table profiles/nope.json" in err and "Errno" not in err
     assert not (tmp_path / "run").exists()
 
 
@@ -288,7 +297,7 @@ def _final_state(run: Path) -> dict:
     return torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
 
 
-def test_kill_and_resume_is_bit_identical(tmp_path):
+def test_kill_and_resume_is_bit_identical(tmp_path, capsys):
     import yaml
 
     base = _config(tmp_path, epochs=3)
@@ -313,8 +322,8 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
         time.sleep(0.01)
     proc.wait()
     assert killed is not None and killed < 12, proc.stderr.read().decode()[-2000:]
-    out = subprocess.run(cmd + ["--resume"], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
+    code, out, err = _main(capsys, *cmd[3:], "--resume")  # the resume in this process
+    assert code == 0, err[-2000:]
     a, b = _final_state(Path(ref_cfg.run_dir)), _final_state(run)
     assert a["step"] == b["step"] == 12
     for k in a["net"]:
@@ -332,28 +341,26 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
         run_trilevel(TrilevelConfig.from_dict({**base, "order_weight": 2.0}), resume=True, progress=False)
 
 
-def test_train_and_export_a_derived_network(tmp_path):
-    """A derived genotype goes through tinysr train and tinysr export (TFLite, verified against PyTorch)."""
+def test_train_and_export_a_derived_network(tmp_path, capsys):
+    """A derived genotype goes through tinysr train and tinysr export (TFLite, verified against PyTorch),
+    the commands in this process."""
     g = "A res3:8+conv3 mb3:16 up skip up"
     out = tmp_path / "train"
-    r = subprocess.run([sys.executable, "-m", "tinysr.cli.main", "train", "--model", "trilevel_x4", "--genotype", g,
-                        "--train-data", str(_images(tmp_path / "hr")), "--out-dir", str(out), "--steps", "3",
-                        "--set", "patch_size=8", "--set", "batch_size=2", "-q"],
-                       cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-2000:]
+    code, _, err = _main(capsys, "train", "--model", "trilevel_x4", "--genotype", g, "--train-data",
+                         _images(tmp_path / "hr"), "--out-dir", out, "--steps", "3", "--set", "patch_size=8",
+                         "--set", "batch_size=2", "--set", "workers=0", "-q")  # no data-loader processes forked
+    assert code == 0, err[-2000:]
     from tinysr.checkpoint import load_model
 
     model = load_model(str(out / "last.pt"))
     assert str(model.genotype) == g
-    r = subprocess.run([sys.executable, "-m", "tinysr.cli.main", "export", "--model", str(out / "last.pt"),
-                        "--target", "tflite", "--input-size", "16x16", "-o", str(tmp_path / "m.tflite")],
-                       cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-2000:]
+    code, _, err = _main(capsys, "export", "--model", out / "last.pt", "--target", "tflite", "--input-size", "16x16",
+                         "-o", tmp_path / "m.tflite")
+    assert code == 0, err[-2000:]
     assert (tmp_path / "m.tflite").stat().st_size > 1000
-    bad = subprocess.run([sys.executable, "-m", "tinysr.cli.main", "train", "--genotype", g, "--steps", "1",
-                          "--train-data", str(tmp_path / "hr"), "--out-dir", str(tmp_path / "x"), "-q"],
-                         cwd=ROOT, capture_output=True, text=True)
-    assert bad.returncode != 0 and "trilevel_x4" in bad.stderr
+    code, _, err = _main(capsys, "train", "--genotype", g, "--steps", "1", "--train-data", tmp_path / "hr",
+                         "--out-dir", tmp_path / "x", "-q")
+    assert code == 2 and "trilevel_x4" in err and err.count("\n") == 1, err
 
 
 def test_efficiency_term_linear_and_budget_hinge():
