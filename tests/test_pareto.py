@@ -76,3 +76,29 @@ def test_cli_writes_the_files_and_bad_input_is_one_line(two_models, photo_dir, t
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a folder" in err[0]
     assert main(["pareto", str(tmp_path / "nope.pt"), "-o", str(tmp_path / "q"), "-q"]) == 2  # every row failed
+
+
+def _row(name, ms, set5, set14, int8_drop=0.05):
+    return {"model": name, "error": None, "fp32_ms": ms, "int8_ms": ms / 2,
+            "scores": {"Set5": {"fp32": {"psnr": set5}, "int8": {"psnr": set5 - int8_drop}},
+                       "Set14": {"fp32": {"psnr": set14}, "int8": {"psnr": set14 - int8_drop}}}}
+
+
+def test_budget_margins_compare_the_best_of_each_side_within_each_budget():
+    from tinysr.pareto import budget_margins, budgets_markdown
+
+    result = {"data": ["Set5", "Set14"], "precisions": ["fp32", "int8"], "rows": [
+        _row("xlsr", 50, 29.3, 26.7), _row("qsr_m", 100, 30.0, 27.2), _row("tpsr", 150, 29.5, 26.8),
+        _row("found_a", 45, 29.5, 26.75), _row("found_b", 99, 30.05, 27.4, int8_drop=0.3),
+        {"model": "broken", "error": "x"}]}
+    m = budget_margins(result, ["xlsr", "qsr_m", "tpsr"], ["found_a", "found_b"])
+    assert [(e["budget_ms"], e["searched"], e["hand"]) for e in m] == [
+        (50, "found_a", "xlsr"), (100, "found_b", "qsr_m"), (150, "found_b", "qsr_m")]
+    assert m[0]["margins"] == {"Set5_fp32": 0.2, "Set5_int8": 0.2, "Set14_fp32": 0.05, "Set14_int8": 0.05}
+    assert not m[0]["met"]  # Set14 only 0.05 dB ahead
+    assert m[1]["margins"]["Set5_fp32"] == 0.05 and not m[1]["met"]
+    assert m[1]["margins"]["Set14_int8"] == pytest.approx(27.1 - 27.15)
+    assert budget_margins(result, ["broken"], ["found_a"])[0]["budget_ms"] is None
+    assert "| xlsr | 50 | found_a | xlsr |" in budgets_markdown(m)
+    only_hand = budget_margins(result, ["xlsr"], ["found_b"])[0]  # nothing searched fits in 50 ms
+    assert only_hand["searched"] is None and only_hand["met"] is False

@@ -33,6 +33,8 @@ class ParetoOptions:
     runs: int = 30
     rounds: int = 5
     warmup: int = 3
+    searched: tuple = ()  # model labels of searched networks (the rest are hand-designed)
+    budgets_from: tuple = ()  # model labels whose measured fp32 latency is a budget
 
 
 def _label(spec: str) -> str:
@@ -92,6 +94,10 @@ def run_pareto(models: list[str], options: ParetoOptions, progress: bool = True)
         if not Path(d).is_dir():
             raise ValueError(f"--data {d}: not a folder")
     labels = [_label(m) for m in models]
+    for flag, names in (("--searched", o.searched), ("--budgets-from", o.budgets_from)):
+        unknown = [n for n in names if _label(n) not in labels]
+        if unknown:
+            raise ValueError(f"{flag} {' '.join(unknown)}: not among the models compared")
     if len(set(labels)) != len(labels):
         labels = [f"{i + 1}:{lab}" for i, lab in enumerate(labels)]
     rows = [{"model": lab, "spec": spec, "error": None} for lab, spec in zip(labels, models)]
@@ -142,11 +148,70 @@ def run_pareto(models: list[str], options: ParetoOptions, progress: bool = True)
     finally:
         bar.close()
         shutil.rmtree(work, ignore_errors=True)
-    return {"cpu": cpu_model(), "threads": int(o.threads), "input_size": list(o.input_size),
-            "precisions": list(o.precisions), "data": [Path(d).name for d in o.data],
-            "timing": {"runtime": "LiteRT (XNNPACK)", "runs": o.runs, "rounds": o.rounds, "warmup": o.warmup,
-                       "statistic": "median of interleaved rounds"},
-            "profile": o.profile, "rows": rows}
+    result = {"cpu": cpu_model(), "threads": int(o.threads), "input_size": list(o.input_size),
+              "precisions": list(o.precisions), "data": [Path(d).name for d in o.data],
+              "timing": {"runtime": "LiteRT (XNNPACK)", "runs": o.runs, "rounds": o.rounds, "warmup": o.warmup,
+                         "statistic": "median of interleaved rounds"},
+              "profile": o.profile, "searched": [_label(m) for m in o.searched], "rows": rows}
+    if o.budgets_from and "fp32" in o.precisions:
+        result["budgets"] = budget_margins(result, [_label(m) for m in o.budgets_from], result["searched"])
+    return result
+
+
+# ------------------------------------------------------------------------------------ budgets
+def budget_margins(result: dict, budget_models: list[str], searched: list[str], precision: str = "fp32") -> list[dict]:
+    """The searched networks against the hand-designed ones at latency budgets.
+
+    Each budget is the measured ``precision`` latency of one of ``budget_models``. Within it: the best
+    searched network (``searched``: model labels) and the best hand-designed one (every other row) by
+    PSNR on the first data folder, and the searched one's margin in dB on every data folder, in fp32 and
+    int8 (the issue's target: >= 0.1 dB on each). A side with no network within the budget is None.
+    """
+    rows = [r for r in result["rows"] if not r.get("error") and r.get(f"{precision}_ms") is not None]
+    by_label = {r["model"]: r for r in rows}
+    d0 = result["data"][0] if result["data"] else None
+    out = []
+    for b in budget_models:
+        if b not in by_label:
+            out.append({"budget_model": b, "budget_ms": None, "note": "not measured"})
+            continue
+        budget = by_label[b][f"{precision}_ms"]
+        inside = [r for r in rows if r[f"{precision}_ms"] <= budget]
+
+        def best(cands):
+            cands = [r for r in cands if r.get("scores", {}).get(d0, {}).get(precision)]
+            return max(cands, key=lambda r: r["scores"][d0][precision]["psnr"], default=None)
+
+        s = best([r for r in inside if r["model"] in searched])
+        h = best([r for r in inside if r["model"] not in searched])
+        entry = {"budget_model": b, "budget_ms": budget, "searched": s and s["model"], "hand": h and h["model"],
+                 "margins": {}}
+        if s and h:
+            for d in result["data"]:
+                for p in result["precisions"]:
+                    a = s.get("scores", {}).get(d, {}).get(p, {}).get("psnr")
+                    c = h.get("scores", {}).get(d, {}).get(p, {}).get("psnr")
+                    entry["margins"][f"{d}_{p}"] = None if a is None or c is None else round(a - c, 4)
+            entry["met"] = all(v is not None and v >= 0.1 for v in entry["margins"].values())
+        else:
+            entry["met"] = False
+        out.append(entry)
+    return out
+
+
+def budgets_markdown(margins: list[dict]) -> str:
+    if not margins:
+        return ""
+    keys = sorted({k for m in margins for k in m.get("margins", {})})
+    head = ["budget (model)", "budget ms", "best searched", "best hand-designed"] + [f"margin {k} dB" for k in keys] \
+        + ["target met (>= 0.1 dB each)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in margins:
+        cells = [m["budget_model"], _fmt(m.get("budget_ms")), m.get("searched") or "-", m.get("hand") or "-"]
+        cells += [_fmt(m.get("margins", {}).get(k)) for k in keys]
+        cells.append("yes" if m.get("met") else "no")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------ outputs
@@ -195,6 +260,10 @@ def to_markdown(result: dict) -> str:
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["rows"]:
         lines.append("| " + " | ".join(_fmt(f(r)) for _, f in cols) + " |")
+    if result.get("budgets"):
+        lines += ["", "Searched networks (" + ", ".join(result["searched"]) + ") against the hand-designed ones "
+                  "within each budget (the measured fp32 latency of the named network):", "",
+                  budgets_markdown(result["budgets"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -222,14 +291,21 @@ def plot(result: dict, png) -> Path | None:
             continue
         drawn = True
         ax.scatter([a for a, _ in pts], [b for _, b in pts], marker=markers[p], color=colors[p], label=p, zorder=3)
+        searched = set(result.get("searched", []))
         for (a, b), lab in zip(pts, labs):
-            ax.annotate(lab, (a, b), textcoords="offset points", xytext=(4, 4), fontsize=8, color=colors[p])
+            ax.annotate(lab + (" (searched)" if lab in searched else ""), (a, b), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8, color=colors[p], fontweight="bold" if lab in searched else None)
         f = front(pts)
         ax.step([pts[i][0] for i in f], [pts[i][1] for i in f], where="post", color=colors[p], alpha=0.6,
                 linestyle="--", label=f"{p} front")
     if not drawn:
         pyplot().close(fig)
         return None
+    for m in result.get("budgets", []):
+        if m.get("budget_ms"):
+            ax.axvline(m["budget_ms"], color="grey", linestyle=":", linewidth=1)
+            ax.annotate(f"budget: {m['budget_model']}", (m["budget_ms"], ax.get_ylim()[0]), rotation=90,
+                        textcoords="offset points", xytext=(-10, 4), fontsize=7, color="grey")
     ax.set_xscale("log")
     ax.set_xlabel(f"LiteRT latency, ms ({result['threads']} thread(s), {result['input_size'][0]}x"
                   f"{result['input_size'][1]} input; {result['cpu']})")

@@ -320,7 +320,8 @@ def cmd_pareto(args):
         raise ValueError(f"--profile {args.profile}: no such file")
     opts = ParetoOptions(data=tuple(args.data), precisions=tuple(dict.fromkeys(args.precision)), threads=args.threads,
                          input_size=parse_size(args.input_size), profile=args.profile, calib=args.calib,
-                         runs=args.runs, rounds=min(args.rounds, args.runs))
+                         runs=args.runs, rounds=min(args.rounds, args.runs), searched=tuple(args.searched),
+                         budgets_from=tuple(args.budgets_from))
     result = run_pareto(args.models, opts, progress=not args.quiet)
     written = write_outputs(result, args.out_dir)
     print(to_markdown(result), end="")

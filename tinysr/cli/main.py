@@ -145,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--calib", help="folder of real images for int8 calibration (default: bundled sample)")
     s.add_argument("--runs", type=int, default=30, help="timed runs per artifact (default 30)")
     s.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    s.add_argument("--searched", nargs="+", default=[], metavar="MODEL",
+                   help="which of the models are searched networks (the others count as hand-designed)")
+    s.add_argument("--budgets-from", nargs="+", default=[], metavar="MODEL",
+                   help="latency budgets: the measured fp32 latency of each of these models; within each, the best "
+                   "searched network's PSNR margin over the best hand-designed one")
     s.add_argument("-o", "--out-dir", default="pareto", help="folder for pareto.md/.csv/.json/.png (default ./pareto)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=commands.cmd_pareto)
