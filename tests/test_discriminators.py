@@ -199,7 +199,7 @@ def test_registry_kinds():
     entry = get_entry("vgg-d128")
     assert entry.kind == "discriminator" and entry.scale is None and get_entry("tpsr_x4").kind == "generator"
     assert kind_of(create_model("tpsr_d")) == "discriminator" and kind_of(create_model("tpsr_x4")) == "generator"
-    with pytest.raises(ValueError, match=r"^'vgg_d128' is a discriminator, not a generator \(esrgan_x4, "):
+    with pytest.raises(ValueError, match=r"^'vgg_d128' is a discriminator, not a generator \(abpn_x4, edsr_f32b5_x4, "):
         get_entry("vgg_d128", kind="generator")
     with pytest.raises(ValueError, match="unknown model kind 'critic'; known: generator, discriminator"):
         list_models(kind="critic")
@@ -208,7 +208,7 @@ def test_registry_kinds():
     with pytest.raises(ValueError, match="a generator needs a scale"):
         register_model("g_noscale", family="tpsr", description="")(lambda: None)
     assert "d_x4" not in list_models(kind=None) and "g_noscale" not in list_models(kind=None)
-    with pytest.raises(ValueError, match="known: esrgan, srgan, tpsr, trilevel; searched_discriminator, vgg_discriminator "
+    with pytest.raises(ValueError, match="known: abpn, edsr, espcn, esrgan, fsrcnn, quicksrnet, sesr, srgan, tpsr, trilevel, xlsr; searched_discriminator, vgg_discriminator "
                                          r"\(discriminators\)"):
         build_family("unet", {})
 
