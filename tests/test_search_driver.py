@@ -530,3 +530,24 @@ def test_a_phone_in_the_loop_that_disconnects_stops_the_search_and_resume_goes_o
     monkeypatch.delenv("FAKE_ADB_SCENARIO")
     run_search(cfg, resume=True, progress=False)
     assert finished(tmp_path / "run") == finished(tmp_path / "ref")
+
+
+def test_a_worker_stopped_by_ctrl_c_stops_the_driver_as_ctrl_c(monkeypatch):
+    """Ctrl-C reaches the workers too; a worker's SystemExit(130) (its quiet stop) can be the first thing the
+    driver sees: it must stop as Ctrl-C (the one line 'tinysr: interrupted'), not exit silently with 130."""
+    import concurrent.futures as cf
+    import concurrent.futures.process  # noqa: F401  (what a process pool loads; evaluate() names its error)
+
+    from tinysr.search.core import backends
+
+    def stopped(job):
+        raise SystemExit(130)
+
+    backend = backends.LocalBackend.__new__(backends.LocalBackend)
+    backend.pool = cf.ThreadPoolExecutor(1)
+    monkeypatch.setattr(backends, "_pool_run", stopped)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            list(backend.evaluate([object()]))
+    finally:
+        backend.pool.shutdown()

@@ -142,6 +142,10 @@ class LocalBackend:
                 except cf.process.BrokenProcessPool:
                     raise RuntimeError("a search worker process died (killed or out of memory); "
                                        "resume the search with --resume") from None
+                except SystemExit:
+                    # a worker ended its evaluation on SIGINT (_stop_worker): Ctrl-C reached the whole process
+                    # group, and the worker's result can arrive before the driver's own KeyboardInterrupt
+                    raise KeyboardInterrupt from None
                 yield futures[fut], outcome
         finally:
             for fut in futures:
