@@ -138,3 +138,14 @@ def train_and_kill(cfg_path: Path, out: Path, at_step: int, timeout: float = 180
         time.sleep(0.02)
     proc.wait()
     return killed_at
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """``tinysr ARGS`` in this process, where a process of its own is not what is tested: (exit code,
+    stdout, stderr)."""
+    from tinysr.cli.main import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -19,6 +19,7 @@ from tinysr.search.discriminator.config import DiscriminatorSearchConfig
 from tinysr.search.discriminator.proxy import reward_of_history
 from tinysr.search.core.space import TPSR_D_SPACE, TPSR_SPACE, space_from_identity
 from tinysr.search.core.registry import make_strategy
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,15 +142,7 @@ def finished(run_dir) -> list[tuple]:
                   for r in run_store.trial_records(study) if r.state in ("complete", "rejected"))
 
 
-def _main(capsys, *args) -> tuple[int, str, str]:
-    """``tinysr ARGS`` in this process, where a process of its own is not what is tested: (exit code,
-    stdout, stderr)."""
-    from tinysr.cli.main import main
-
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
+_main = run_cli  # tinysr ARGS in this process
 
 
 def test_a_run_records_complete_trials_with_lpips_and_discriminator_weights(reference):

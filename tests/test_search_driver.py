@@ -18,6 +18,7 @@ from tinysr.genotype import TPSR_GENOTYPE
 from tinysr.search.core import run_store
 from tinysr.search.generator.config import SearchConfig
 from tinysr.search.generator.driver import Search, run_search
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "profiles" / "host-amd-epyc-litert-1t.json"
@@ -67,15 +68,7 @@ def finished(run_dir) -> list[tuple]:
     return sorted(out)
 
 
-def _main(capsys, *args) -> tuple[int, str, str]:
-    """``tinysr ARGS`` in this process, where a process of its own is not what is tested: (exit code,
-    stdout, stderr)."""
-    from tinysr.cli.main import main
-
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
+_main = run_cli  # tinysr ARGS in this process
 
 
 def test_a_search_records_every_candidate_and_respects_the_limits(photo_dir, tmp_path):
@@ -379,7 +372,7 @@ def test_ctrl_c_stops_in_one_line_and_resume_is_exact(photo_dir, tmp_path, capsy
     """SIGINT to the process group (what a terminal's Ctrl-C does) during the local pool's evaluations:
     exit 130 with one line on stderr, no worker tracebacks; the resume ends with an uninterrupted run's trials."""
     data = config(photo_dir, tmp_path / "ref", evaluations=6, round_size=2, workers=2)
-    data["proxy"]["steps"] = 60  # evaluations long enough for the signal to land in them
+    data["proxy"]["steps"] = 200  # evaluations long enough for the signal to land in them (60 was not, on an idle machine)
     run_search(SearchConfig.from_dict({**data, "workers": 0}), progress=False)  # same trials on every backend
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text(yaml.safe_dump({**data, "run_dir": str(tmp_path / "run")}))

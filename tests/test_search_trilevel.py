@@ -22,6 +22,7 @@ from tinysr.imageio import save_image
 from tinysr.models.trilevel import TrilevelGenotype, TrilevelSR, mult_adds, network_parts, space_parts
 from tinysr.search.trilevel.supernet import CostModel, SpaceSpec, Supernet, parent_pairs, tree
 from tinysr.search.trilevel import TrilevelConfig, run_trilevel
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = sorted((ROOT / "profiles").glob("*-trilevel.json"))
@@ -130,15 +131,7 @@ def test_derive_prunes_the_zero_tail():
 
 
 # ----------------------------------------------------------------------------- latency table
-def _main(capsys, *args) -> tuple[int, str, str]:
-    """``tinysr ARGS`` in this process, where a process of its own is not what is tested: (exit code,
-    stdout, stderr)."""
-    from tinysr.cli.main import main
-
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
+_main = run_cli  # tinysr ARGS in this process
 
 
 def test_trilevel_table_covers_the_space_and_predicts_the_sum_of_parts(capsys):

@@ -56,6 +56,17 @@ def _copy(state: dict) -> "OrderedDict[str, torch.Tensor]":
     return OrderedDict((k, v.detach().to("cpu", copy=True)) for k, v in state.items())
 
 
+
+def _finite_score(score) -> float:
+    """An offer's score as a float; a one-line ``ValueError`` unless it is a finite number."""
+    try:
+        score = float(score)
+    except (TypeError, ValueError):
+        raise ValueError(f"score must be a number, got {score!r}") from None
+    if not math.isfinite(score):
+        raise ValueError(f"score must be finite, got {score}")
+    return score
+
 class WeightStore:
     """Per-(node, op) weights shared across candidates, updated by Eq. 5 (see the module doc)."""
 
@@ -140,12 +151,7 @@ class WeightStore:
         ``score`` beats every earlier offer (see :attr:`skeleton_score`).
         """
         genotype = self._genotype(genotype)
-        try:
-            score = float(score)
-        except (TypeError, ValueError):
-            raise ValueError(f"score must be a number, got {score!r}") from None
-        if not math.isfinite(score):
-            raise ValueError(f"score must be finite, got {score}")
+        score = _finite_score(score)
         expected = self.get(genotype)
         missing = [k for k in expected if k not in state_dict]
         extra = [k for k in state_dict if k not in expected]
@@ -294,12 +300,7 @@ class PlusWeightStore:
     def offer(self, genotype, state_dict: dict, score: float) -> list[tuple]:
         """Eq. 5 for a trained candidate; returns the ``(width, cell, node, op)`` entries replaced."""
         net = self._network(genotype)
-        try:
-            score = float(score)
-        except (TypeError, ValueError):
-            raise ValueError(f"score must be a number, got {score!r}") from None
-        if not math.isfinite(score):
-            raise ValueError(f"score must be finite, got {score}")
+        score = _finite_score(score)
         expected = self.get(net)
         missing = [k for k in expected if k not in state_dict]
         extra = [k for k in state_dict if k not in expected]
