@@ -102,17 +102,17 @@ def test_plus_space_decisions():
     from tinysr.search import TPSR_SPACE
     from tinysr.search.core.space import space_from_identity
 
-    assert S.num_decisions == 23 and S.cardinalities[:3] == (3, 2, 3)
+    assert S.num_decisions == 23 and S.cardinalities[:3] == (3, 2, 4)
     assert S.names[:4] == ("width", "depth", "skeleton", "op_0")
-    assert S.size() == 18 * TPSR_SPACE.size()
+    assert S.size() == 24 * TPSR_SPACE.size()
     rng = np.random.default_rng(0)
     seen = set()
     for v in S.sample(rng, 200):
         g = S.decode(v)
         assert isinstance(g, NetworkGenotype) and S.encode(g) == v and S.encode(str(g)) == v
         assert S.params_to_decisions(S.to_params(v)) == v
-        seen.add((g.n_feats, g.n_cells, g.upsampler, g.clip))
-    assert len(seen) == 18
+        seen.add((g.n_feats, g.n_cells, g.upsampler, g.clip, g.linear))
+    assert len(seen) == 24
     assert space_from_identity(S.identity()) == S
     with pytest.raises(ValueError, match="skeleton"):
         S.encode(NetworkGenotype(TPSR_GENOTYPE, 16, 1, "tpsr", True))  # tpsr+clip: not a choice of the space
@@ -411,3 +411,91 @@ def test_random_genotype_keeps_the_paper_stream():
 
     a, b = random.Random(3), random.Random(3)
     assert random_genotype("tpsr", a) == Genotype.random(10, b, OP_NAMES)
+
+
+# ------------------------------------------------------------------------------ the linear skeleton option
+LINEAR_NET = "w16 d2 anchor clip linear | conv3@in conv1@0 dsep3@1 conv5@in"
+
+
+def test_linear_network_trains_expanded_and_collapses_exactly():
+    from tinysr.models.mobile import deploy
+    from tinysr.ops import CollapsibleConv
+
+    net = parse_genotype(LINEAR_NET)
+    assert net.linear and str(net) == LINEAR_NET and not net.deployed().linear
+    torch.manual_seed(0)
+    model = CellSR(net, 4)
+    blocks = [name for name, m in model.named_modules() if isinstance(m, CollapsibleConv)]
+    # the head, the tail and every conv node of both cells (conv3, conv1, conv5), not the dsep node
+    assert sorted(blocks) == sorted(["head", "tail"] + [f"cell.{c}.nodes.{i}.op.conv" for c in (0, 1) for i in (0, 1, 3)])
+    with torch.no_grad():  # move every weight off its initial value so that the collapse has work to do
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    x = torch.rand(2, 3, 10, 14)
+    deployed = deploy(model)
+    assert deployed is not model and not deployed.linear and not any(
+        isinstance(m, CollapsibleConv) for m in deployed.modules())
+    assert deployed.config() == CellSR(net.deployed(), 4).config() and "linear" in model.config()
+    with torch.no_grad():  # exact against the two-convolution training form written out
+        hooks = [m.register_forward_hook(lambda m, i, o: m.expanded_forward(i[0]))
+                 for m in model.modules() if isinstance(m, CollapsibleConv)]
+        ref = model(x)
+        for h in hooks:
+            h.remove()
+        assert torch.allclose(deployed(x), ref, atol=1e-5)
+    # the collapsed network is the plain one: its Mult-Adds and closed form are the plain network's
+    assert measure(deployed, (12, 16)).mult_adds == pytest.approx(mult_adds(net.deployed(), 4, input_size=(12, 16)))
+    assert mult_adds(net, 4, input_size=(12, 16)) == mult_adds(net.deployed(), 4, input_size=(12, 16))
+    # built again from its checkpoint config (what bundling and loading do)
+    again = CellSR(**model.config())
+    assert again.linear and sum(p.numel() for p in again.parameters()) == sum(p.numel() for p in model.parameters())
+    # a non-linear network deploys as itself
+    plain = CellSR(net.deployed(), 4)
+    assert deploy(plain) is plain
+
+
+def test_linear_weights_are_kept_apart_and_priced_as_the_plain_network():
+    from tinysr.profile.lut import LatencyTable
+    from tinysr.search import PlusSpace, PlusWeightStore, WeightStore
+
+    net = parse_genotype(LINEAR_NET)
+    plain = net.deployed()
+    space = PlusSpace(4, OP_NAMES)
+    assert space.decode(space.encode(net)) == net and space.decode(space.encode(plain)) == plain
+    store = PlusWeightStore(space, 4, seed=0)
+    model = store.init_model(CellSR(net, 4))
+    sd = {k: v + 1.0 if v.is_floating_point() and not k.startswith("anchor") else v
+          for k, v in model.state_dict().items()}
+    replaced = store.offer(net, sd, 25.0)
+    assert replaced and all(k[-1] == "linear" for k in replaced)
+    assert store.score(16, 0, 0, "conv3", linear=True) == 25.0 and store.score(16, 0, 0, "conv3") is None
+    assert store.skeleton_score(16, "anchor", linear=True) == 25.0 and store.skeleton_score(16, "anchor") is None
+    assert "cell.0.nodes.0.op.conv.weight" in store.get(plain)  # the plain network: its own fresh entries
+    back = WeightStore.from_state(store.state())
+    assert all(torch.equal(back.get(net)[k], store.get(net)[k]) for k in sd)
+    assert back.score(16, 1, 3, "conv5", linear=True) == 25.0
+    table = LatencyTable(fake_plus_table(), "plus.json")
+    assert table.predict(net) == table.predict(plain)
+
+
+def test_export_tflite_of_a_linear_network_holds_plain_convs():
+    pytest.importorskip("litert_torch", reason="needs the TFLite converter")
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tinysr.models.mobile import deploy
+    from tinysr.export.flatbuffer import op_rows
+    from tinysr.profile.lut import convert_network
+
+    torch.manual_seed(0)
+    model = CellSR(parse_genotype(LINEAR_NET), 4).eval()
+    flat = convert_network(model, (8, 12))
+    ops = [t for t, _, _ in op_rows(flat)]
+    assert ops.count("CONV_2D") == 2 + 2 * 3 + 1 + 2  # head, tail, the conv nodes, the anchor, dsep pointwise x2
+    it = Interpreter(model_content=flat)
+    it.allocate_tensors()
+    x = torch.rand(1, 3, 8, 12)
+    it.set_tensor(it.get_input_details()[0]["index"], x.permute(0, 2, 3, 1).numpy())
+    it.invoke()
+    y = torch.from_numpy(it.get_tensor(it.get_output_details()[0]["index"])).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        assert torch.allclose(y, deploy(model)(x), atol=1e-4)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .ops import OP_NAMES, OPS, get_op, prelu_macs, sum_macs
+from .ops import LINEAR_EXPAND, OP_NAMES, OPS, ConvOp, get_op, prelu_macs, sum_macs
 
 CELL_INPUT = -1
 
@@ -85,9 +85,14 @@ TPSR_GENOTYPE = Genotype.parse(
 
 
 class CellNode(nn.Module):
-    def __init__(self, op: str, n: int):
+    """One node: its operation on n channels, then PReLU. ``linear``: a full convolution (``conv1/3/5/7``)
+    trains as a collapsible linear block (:class:`~tinysr.ops.ConvOp` with ``expand``); the other
+    operations are unchanged."""
+
+    def __init__(self, op: str, n: int, linear: bool = False):
         super().__init__()
-        self.op = get_op(op).build(n)
+        spec = get_op(op)
+        self.op = ConvOp(n, spec.kernel, expand=LINEAR_EXPAND) if linear and spec.kind == "conv" else spec.build(n)
         self.act = nn.PReLU()
 
     def forward(self, x):
@@ -97,10 +102,10 @@ class CellNode(nn.Module):
 class Cell(nn.Module):
     """The module a genotype describes: n channels in, n channels out, same resolution."""
 
-    def __init__(self, genotype: Genotype, n: int):
+    def __init__(self, genotype: Genotype, n: int, linear: bool = False):
         super().__init__()
         self.genotype = genotype
-        self.nodes = nn.ModuleList(CellNode(node.op, n) for node in genotype.nodes)
+        self.nodes = nn.ModuleList(CellNode(node.op, n, linear) for node in genotype.nodes)
         self._srcs = [node.src for node in genotype.nodes]
         self._leaves = list(genotype.leaves)
 
@@ -126,10 +131,12 @@ class NetworkGenotype:
     """A cell and the skeleton around it: width ``n_feats``, depth ``n_cells`` (the cell applied that many
     times in sequence, each with its own weights), ``upsampler`` (``"tpsr"``: mean shift and two x2
     sub-pixel blocks; ``"anchor"``: one conv to 3 * scale^2 plus the input-repeat anchor before one
-    depth-to-space) and ``clip`` (output clipped to [0, 1]).
+    depth-to-space), ``clip`` (output clipped to [0, 1]) and ``linear`` (every full convolution, the
+    cell's ``conv*`` nodes and the skeleton's head and tail, trained as a collapsible linear block as in
+    SESR and collapsed for export: the deployed network is the same without ``linear``).
 
     Text form: the skeleton, ``|``, the cell, e.g. ``w32 d2 anchor clip | conv3@in dsep5@0``. The text
-    always names width, depth and upsampler (``clip`` only when set); :meth:`parse` reads the tokens in
+    always names width, depth and upsampler (``clip``, ``linear`` only when set); :meth:`parse` reads the tokens in
     any order, a missing one taking the paper's value, and a text without ``|`` as the cell alone in
     the paper's skeleton. A bare cell's text (:class:`Genotype`) never holds ``|``, so every existing
     genotype text keeps its meaning.
@@ -140,6 +147,7 @@ class NetworkGenotype:
     n_cells: int = DEFAULT_DEPTH
     upsampler: str = DEFAULT_UPSAMPLER
     clip: bool = False
+    linear: bool = False
 
     def __post_init__(self):
         if isinstance(self.cell, str):
@@ -147,6 +155,7 @@ class NetworkGenotype:
         object.__setattr__(self, "n_feats", int(self.n_feats))
         object.__setattr__(self, "n_cells", int(self.n_cells))
         object.__setattr__(self, "clip", bool(self.clip))
+        object.__setattr__(self, "linear", bool(self.linear))
         if self.n_feats < 1:
             raise ValueError(f"the width must be at least 1, got {self.n_feats}")
         if self.n_cells < 1:
@@ -157,13 +166,18 @@ class NetworkGenotype:
     @property
     def skeleton(self) -> dict:
         """The :class:`~tinysr.models.tpsr.CellSR` keyword arguments of the skeleton."""
-        return {"n_feats": self.n_feats, "n_cells": self.n_cells, "upsampler": self.upsampler, "clip": self.clip}
+        return {"n_feats": self.n_feats, "n_cells": self.n_cells, "upsampler": self.upsampler, "clip": self.clip,
+                "linear": self.linear}
 
     @property
     def is_default(self) -> bool:
         """The paper's skeleton (16 features, one cell, TPSR up-sampling, no clip)."""
-        return (self.n_feats, self.n_cells, self.upsampler, self.clip) == (
-            DEFAULT_WIDTH, DEFAULT_DEPTH, DEFAULT_UPSAMPLER, False)
+        return (self.n_feats, self.n_cells, self.upsampler, self.clip, self.linear) == (
+            DEFAULT_WIDTH, DEFAULT_DEPTH, DEFAULT_UPSAMPLER, False, False)
+
+    def deployed(self) -> "NetworkGenotype":
+        """The network as exported: a ``linear`` network's collapsed form (the same without ``linear``)."""
+        return NetworkGenotype(self.cell, self.n_feats, self.n_cells, self.upsampler, self.clip)
 
     # the cell's interface, so code that reads a genotype's nodes works on a network too
     @property
@@ -175,7 +189,8 @@ class NetworkGenotype:
         return self.cell.leaves
 
     def prefix(self) -> str:
-        return f"w{self.n_feats} d{self.n_cells} {self.upsampler}" + (" clip" if self.clip else "")
+        return (f"w{self.n_feats} d{self.n_cells} {self.upsampler}" + (" clip" if self.clip else "")
+                + (" linear" if self.linear else ""))
 
     def __str__(self) -> str:
         return f"{self.prefix()} | {self.cell}"
@@ -193,11 +208,11 @@ class NetworkGenotype:
                 key, value = "n_cells", int(tok[1:])
             elif tok in UPSAMPLERS:
                 key, value = "upsampler", tok
-            elif tok == "clip":
-                key, value = "clip", True
+            elif tok in ("clip", "linear"):
+                key, value = tok, True
             else:
                 raise ValueError(f"cannot read {tok!r} in the skeleton {head.strip()!r} of {text!r}: expected "
-                                 f"wN (width), dN (depth), {' or '.join(UPSAMPLERS)}, clip")
+                                 f"wN (width), dN (depth), {' or '.join(UPSAMPLERS)}, clip, linear")
             if key in kw:
                 raise ValueError(f"the skeleton {head.strip()!r} of {text!r} sets {key} twice")
             kw[key] = value

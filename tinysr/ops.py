@@ -12,11 +12,13 @@ module, and the tests check that both agree for every operation.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 # Element-wise operation costs, in arithmetic operations per output element.
 PRELU_OPS = 1  # one multiply-select per element (TFLite PRELU; counted as 1)
@@ -34,13 +36,70 @@ def elementwise(n_elements: float, ops_per_element: float = 1.0) -> float:
     return n_elements * ops_per_element * 0.5
 
 
+#: Expansion of a linear (collapsible) block in a searched network's ``linear`` skeleton (SESR's 256).
+LINEAR_EXPAND = 256
+
+
 class ConvOp(nn.Module):
-    def __init__(self, n: int, k: int, groups: int = 1):
+    """An n -> n k x k convolution. ``expand`` > 0: trained as a residual :class:`CollapsibleConv` (a k x k
+    conv to ``expand`` channels, a 1x1 back, plus the input), the same function class as one convolution,
+    which it collapses into for export (the ``linear`` skeleton option of a searched network)."""
+
+    def __init__(self, n: int, k: int, groups: int = 1, expand: int = 0):
         super().__init__()
-        self.conv = nn.Conv2d(n, n, k, padding=k // 2, groups=groups, bias=True)
+        if expand and groups != 1:
+            raise ValueError("only a full convolution (groups=1) has a collapsible training form")
+        self.conv = (CollapsibleConv(n, n, k, expand, residual=True) if expand
+                     else nn.Conv2d(n, n, k, padding=k // 2, groups=groups, bias=True))
 
     def forward(self, x):
         return self.conv(x)
+
+
+class CollapsibleConv(nn.Module):
+    """A collapsible linear block (SESR): k x k conv to ``expand`` channels (no bias), then 1x1 conv to
+    ``cout`` (+ the input when ``residual``), with nothing non-linear between, so it equals one k x k
+    convolution. Training uses the expanded parameters; the forward pass runs the collapsed kernel
+    (the paper's efficient training: the same function and gradients, one convolution's cost), and
+    :meth:`expanded_forward` runs the two convolutions as written for the exactness test.
+
+    ``expand=0`` is the collapsed, deployed form: one plain convolution.
+    """
+
+    def __init__(self, cin: int, cout: int, k: int, expand: int = 256, residual: bool = False):
+        super().__init__()
+        self.cin, self.cout, self.k, self.expand, self.residual = cin, cout, k, expand, residual
+        if residual and cin != cout:
+            raise ValueError("a residual collapsible block maps n channels to n")
+        if expand:
+            self.expand_weight = nn.Parameter(torch.empty(expand, cin, k, k))
+            self.squeeze_weight = nn.Parameter(torch.empty(cout, expand, 1, 1))
+            nn.init.kaiming_uniform_(self.expand_weight, a=math.sqrt(5))
+            nn.init.kaiming_uniform_(self.squeeze_weight, a=math.sqrt(5))
+        else:
+            self.weight = nn.Parameter(torch.empty(cout, cin, k, k))
+            nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self.bias = nn.Parameter(torch.zeros(cout))
+
+    def kernel(self) -> torch.Tensor:
+        """The one k x k kernel this block equals."""
+        if not self.expand:
+            return self.weight
+        w = torch.einsum("oe,eikl->oikl", self.squeeze_weight[:, :, 0, 0], self.expand_weight)
+        if self.residual:
+            eye = torch.zeros_like(w)
+            eye[range(self.cout), range(self.cin), self.k // 2, self.k // 2] = 1.0
+            w = w + eye
+        return w
+
+    def forward(self, x):
+        return F.conv2d(x, self.kernel(), self.bias, padding=self.k // 2)
+
+    def expanded_forward(self, x):
+        if not self.expand:
+            return self.forward(x)
+        y = F.conv2d(F.conv2d(x, self.expand_weight, padding=self.k // 2), self.squeeze_weight, self.bias)
+        return y + x if self.residual else y
 
 
 class DSepOp(nn.Module):

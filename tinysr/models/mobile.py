@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..ops import CollapsibleConv  # noqa: F401  (SESR's linear block; defined with the ops)
 from .registry import register_family, register_model
 
 
@@ -276,52 +277,6 @@ class ABPN(nn.Module):
 
 
 # -------------------------------------------------------------------------------------- SESR
-class CollapsibleConv(nn.Module):
-    """A collapsible linear block (SESR): k x k conv to ``expand`` channels (no bias), then 1x1 conv to
-    ``cout`` (+ the input when ``residual``), with nothing non-linear between, so it equals one k x k
-    convolution. Training uses the expanded parameters; the forward pass runs the collapsed kernel
-    (the paper's efficient training: the same function and gradients, one convolution's cost), and
-    :meth:`expanded_forward` runs the two convolutions as written for the exactness test.
-
-    ``expand=0`` is the collapsed, deployed form: one plain convolution.
-    """
-
-    def __init__(self, cin: int, cout: int, k: int, expand: int = 256, residual: bool = False):
-        super().__init__()
-        self.cin, self.cout, self.k, self.expand, self.residual = cin, cout, k, expand, residual
-        if residual and cin != cout:
-            raise ValueError("a residual collapsible block maps n channels to n")
-        if expand:
-            self.expand_weight = nn.Parameter(torch.empty(expand, cin, k, k))
-            self.squeeze_weight = nn.Parameter(torch.empty(cout, expand, 1, 1))
-            nn.init.kaiming_uniform_(self.expand_weight, a=math.sqrt(5))
-            nn.init.kaiming_uniform_(self.squeeze_weight, a=math.sqrt(5))
-        else:
-            self.weight = nn.Parameter(torch.empty(cout, cin, k, k))
-            nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        self.bias = nn.Parameter(torch.zeros(cout))
-
-    def kernel(self) -> torch.Tensor:
-        """The one k x k kernel this block equals."""
-        if not self.expand:
-            return self.weight
-        w = torch.einsum("oe,eikl->oikl", self.squeeze_weight[:, :, 0, 0], self.expand_weight)
-        if self.residual:
-            eye = torch.zeros_like(w)
-            eye[range(self.cout), range(self.cin), self.k // 2, self.k // 2] = 1.0
-            w = w + eye
-        return w
-
-    def forward(self, x):
-        return F.conv2d(x, self.kernel(), self.bias, padding=self.k // 2)
-
-    def expanded_forward(self, x):
-        if not self.expand:
-            return self.forward(x)
-        y = F.conv2d(F.conv2d(x, self.expand_weight, padding=self.k // 2), self.squeeze_weight, self.bias)
-        return y + x if self.residual else y
-
-
 @register_family
 class SESR(nn.Module):
     """SESR-M``m`` (Bhardwaj et al., MLSys 2022): a 5x5 collapsible block (16 channels) with PReLU, ``m``

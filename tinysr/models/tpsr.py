@@ -36,11 +36,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
+import torch
 from torch import nn
 
 from ..genotype import (DEFAULT_DEPTH, DEFAULT_UPSAMPLER, TPSR_GENOTYPE, Cell, Genotype,
                         NetworkGenotype, parse_genotype)
-from ..ops import conv_macs, elementwise, prelu_macs, sum_macs
+from ..ops import LINEAR_EXPAND, CollapsibleConv, conv_macs, elementwise, prelu_macs, sum_macs
 from .blocks import MeanShift, SubPixelUp, num_x2_steps
 from .registry import register_family, register_model
 
@@ -52,7 +53,9 @@ def make_sub_mean() -> nn.Module:
     return MeanShift()
 
 
-def make_head(n_feats: int) -> nn.Module:
+def make_head(n_feats: int, linear: bool = False) -> nn.Module:
+    if linear:
+        return CollapsibleConv(3, n_feats, 3, LINEAR_EXPAND)
     return nn.Conv2d(3, n_feats, 3, padding=1)
 
 
@@ -77,8 +80,10 @@ def make_clip() -> nn.Module:
     return nn.Hardtanh(0.0, 1.0)
 
 
-def make_tail(n_feats: int, scale: int) -> nn.Module:
+def make_tail(n_feats: int, scale: int, linear: bool = False) -> nn.Module:
     """The anchor skeleton's last conv: 3x3, n -> 3 * scale^2 (the residual over the anchor)."""
+    if linear:
+        return CollapsibleConv(n_feats, OUT_CHANNELS * scale * scale, 3, LINEAR_EXPAND)
     return nn.Conv2d(n_feats, OUT_CHANNELS * scale * scale, 3, padding=1)
 
 
@@ -127,35 +132,36 @@ class CellSR(nn.Module):
 
     def __init__(self, genotype: Genotype | NetworkGenotype | str = TPSR_GENOTYPE, scale: int = 4,
                  n_feats: int | None = None, n_cells: int | None = None, upsampler: str | None = None,
-                 clip: bool | None = None):
+                 clip: bool | None = None, linear: bool | None = None):
         super().__init__()
         if isinstance(genotype, str):
             genotype = parse_genotype(genotype)
-        given = {"n_feats": n_feats, "n_cells": n_cells, "upsampler": upsampler, "clip": clip}
+        given = {"n_feats": n_feats, "n_cells": n_cells, "upsampler": upsampler, "clip": clip, "linear": linear}
         if isinstance(genotype, NetworkGenotype):
             for key, value in given.items():
                 have = getattr(genotype, key)
-                if value is not None and (bool(value) if key == "clip" else value) != have:
+                if value is not None and (bool(value) if key in ("clip", "linear") else value) != have:
                     raise ValueError(f"{key}={value!r} contradicts the network genotype {genotype} ({key} {have!r})")
             net = genotype
         else:
             net = NetworkGenotype(genotype, **{k: v for k, v in given.items() if v is not None})
         self.genotype, self.scale, self.n_feats = net.cell, scale, net.n_feats
         self.n_cells, self.upsampler, self.clip_output = net.n_cells, net.upsampler, net.clip
+        self.linear = net.linear
         n = net.n_feats
-        cells = [Cell(net.cell, n) for _ in range(net.n_cells)]
+        cells = [Cell(net.cell, n, net.linear) for _ in range(net.n_cells)]
         if net.upsampler == "tpsr":
             self.sub_mean = make_sub_mean()
-            self.head = make_head(n)
+            self.head = make_head(n, net.linear)
             self.cell = cells[0] if len(cells) == 1 else nn.Sequential(*cells)
             self.cell_act = make_cell_act()
             self.up = nn.Sequential(*[make_up(c) for c in up_channels(scale, n)])
             self.add_mean = make_add_mean()
         else:
-            self.head = make_head(n)
+            self.head = make_head(n, net.linear)
             self.cell = cells[0] if len(cells) == 1 else nn.Sequential(*cells)
             self.cell_act = make_cell_act()
-            self.tail = make_tail(n, scale)
+            self.tail = make_tail(n, scale, net.linear)
             self.anchor = make_anchor(scale)
             self.shuffle = nn.PixelShuffle(scale)
         if net.clip:
@@ -174,7 +180,8 @@ class CellSR(nn.Module):
     @property
     def network(self) -> NetworkGenotype:
         """The cell with this network's skeleton."""
-        return NetworkGenotype(self.genotype, self.n_feats, self.n_cells, self.upsampler, self.clip_output)
+        return NetworkGenotype(self.genotype, self.n_feats, self.n_cells, self.upsampler, self.clip_output,
+                               self.linear)
 
     @property
     def genotype_text(self) -> str:
@@ -191,7 +198,27 @@ class CellSR(nn.Module):
             cfg["upsampler"] = self.upsampler
         if self.clip_output:
             cfg["clip"] = True
+        if self.linear:
+            cfg["linear"] = True
         return cfg
+
+    @torch.no_grad()
+    def collapse(self) -> "CellSR":
+        """The deployed network: a ``linear`` network with every collapsible block one plain convolution
+        (the same network without ``linear``; exact to float rounding). Any other network: itself."""
+        if not self.linear:
+            return self
+        out = CellSR(self.network.deployed(), self.scale)
+        state = {}
+        collapsible = {name for name, m in self.named_modules() if isinstance(m, CollapsibleConv)}
+        for name, m in self.named_modules():
+            if name in collapsible:
+                state[f"{name}.weight"], state[f"{name}.bias"] = m.kernel(), m.bias
+        for key, value in self.state_dict().items():
+            if key.rpartition(".")[0] not in collapsible:
+                state[key] = value
+        out.load_state_dict(state, strict=True)
+        return out.train(self.training)
 
     def forward(self, x):
         if self.upsampler == "tpsr":

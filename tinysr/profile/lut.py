@@ -55,14 +55,17 @@ SPACES = {"tpsr": {"n_feats": 16, "num_nodes": 10, "ops": OP_NAMES},
           # the extended generator space: the TPSR cell with a searched width, depth (cells in sequence)
           # and skeleton (tinysr.models.tpsr.CellSR's options); a table holds every width's entries
           "tpsr_plus": {"n_feats": 16, "num_nodes": 10, "ops": OP_NAMES, "widths": (16, 24, 32), "depths": (1, 2),
-                        "skeletons": ("tpsr", "anchor", "anchor+clip")}}
-#: Skeleton choices of the tpsr_plus space: ``(upsampler, clip)`` of :class:`~tinysr.models.tpsr.CellSR`.
-SKELETONS = {"tpsr": ("tpsr", False), "tpsr+clip": ("tpsr", True), "anchor": ("anchor", False),
-             "anchor+clip": ("anchor", True)}
+                        "skeletons": ("tpsr", "anchor", "anchor+clip", "anchor+clip+linear")}}
+#: Skeleton choices of the tpsr_plus space: ``(upsampler, clip, linear)`` of :class:`~tinysr.models.tpsr.CellSR`
+#: (``linear``: full convolutions trained as collapsible linear blocks; the deployed network, and so its
+#: latency-table entries, are those of the same skeleton without it).
+SKELETONS = {"tpsr": ("tpsr", False, False), "tpsr+clip": ("tpsr", True, False), "anchor": ("anchor", False, False),
+             "anchor+clip": ("anchor", True, False), "tpsr+linear": ("tpsr", False, True),
+             "anchor+linear": ("anchor", False, True), "anchor+clip+linear": ("anchor", True, True)}
 
 
-def skeleton_name(upsampler: str, clip: bool) -> str:
-    return upsampler + ("+clip" if clip else "")
+def skeleton_name(upsampler: str, clip: bool, linear: bool = False) -> str:
+    return upsampler + ("+clip" if clip else "") + ("+linear" if linear else "")
 OVERHEAD_REFERENCE = "identity@in"
 #: The trilevel space's overhead reference: the smallest network (head and the sub-pixel output layer).
 TRILEVEL_REFERENCE = "B up"
@@ -103,8 +106,7 @@ def random_genotype(space: str, rng):
     if "widths" not in spec:
         return Genotype.random(spec["num_nodes"], rng, spec["ops"])
     width, depth, skeleton = rng.choice(spec["widths"]), rng.choice(spec["depths"]), rng.choice(spec["skeletons"])
-    upsampler, clip = SKELETONS[skeleton]
-    return NetworkGenotype(Genotype.random(spec["num_nodes"], rng, spec["ops"]), width, depth, upsampler, clip)
+    return NetworkGenotype(Genotype.random(spec["num_nodes"], rng, spec["ops"]), width, depth, *SKELETONS[skeleton])
 
 
 def skeleton_layout(n: int, h: int, w: int, scale: int) -> dict:
@@ -136,7 +138,7 @@ def table_parts(space: str, input_size, scale: int, widths=None) -> list:
                 parts.append((op_key(op, width, h, w), f"{op} + PReLU, {width} ch",
                               lambda op=op, width=width: CellNode(op, width), width, (h, w), None))
             for sk in skeletons:
-                for p in skeleton_parts(width, h, w, scale, *SKELETONS[sk]):
+                for p in skeleton_parts(width, h, w, scale, *SKELETONS[sk][:2]):
                     if p.key not in seen:
                         seen.add(p.key)
                         parts.append((p.key, p.what, p.make, p.channels, p.size, p.op))
@@ -201,11 +203,13 @@ def convert_part(module: nn.Module, channels: int, size, op: str | None = None, 
 
 
 def convert_network(model: nn.Module, size, quiet: bool = True) -> bytes:
-    """The .tflite of a whole network (RGB input of ``size``), as ``tinysr export`` converts it."""
+    """The .tflite of a whole network (RGB input of ``size``), as ``tinysr export`` converts it (its deployed
+    form: a network with a training-time form collapsed first)."""
     from tinysr.export.tflite_convert import convert_tflite
+    from tinysr.models.mobile import deploy
 
     with torch.no_grad(), quiet_fds(quiet):
-        return convert_tflite(model.eval(), tuple(size), mode="mobile")
+        return convert_tflite(deploy(model).eval(), tuple(size), mode="mobile")
 
 
 def convert_genotype(genotype: Genotype, scale: int, n_feats: int, size, cache_dir=None) -> bytes:

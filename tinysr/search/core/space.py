@@ -215,15 +215,15 @@ class GeneratorSpace(_DecisionSpace):
 class PlusSpace(GeneratorSpace):
     """The extended generator space ``tpsr_plus``: the paper's cell decisions plus three skeleton decisions
     in front, ``width`` (``widths``, default 16 / 24 / 32), ``depth`` (cells in sequence, 1 / 2) and
-    ``skeleton`` (``tpsr``, ``anchor``, ``anchor+clip``: :class:`~tinysr.models.tpsr.CellSR`'s
-    up-sampler and output clip), so a decision vector is ``(width, depth, skeleton, op_0, src_0, ...)``
+    ``skeleton`` (``tpsr``, ``anchor``, ``anchor+clip``, ``anchor+clip+linear``:
+    :class:`~tinysr.models.tpsr.CellSR`'s up-sampler, output clip and collapsible linear training), so a decision vector is ``(width, depth, skeleton, op_0, src_0, ...)``
     (23 integers) and decodes to a :class:`~tinysr.genotype.NetworkGenotype`. Named parameters:
     ``width`` and ``depth`` are ints, ``skeleton`` the choice's name, then the cell's as in the paper's space.
     """
 
     widths: tuple[int, ...] = (16, 24, 32)
     depths: tuple[int, ...] = (1, 2)
-    skeletons: tuple[str, ...] = ("tpsr", "anchor", "anchor+clip")
+    skeletons: tuple[str, ...] = ("tpsr", "anchor", "anchor+clip", "anchor+clip+linear")
 
     def __post_init__(self):
         super().__post_init__()
@@ -270,7 +270,7 @@ class PlusSpace(GeneratorSpace):
             genotype = parse_genotype(genotype)
         if isinstance(genotype, Genotype):
             genotype = NetworkGenotype(genotype)
-        sk = skeleton_name(genotype.upsampler, genotype.clip)
+        sk = skeleton_name(genotype.upsampler, genotype.clip, genotype.linear)
         for what, value, choices in (("width", genotype.n_feats, self.widths), ("depth", genotype.n_cells, self.depths),
                                      ("skeleton", sk, self.skeletons)):
             if value not in choices:
@@ -280,9 +280,8 @@ class PlusSpace(GeneratorSpace):
 
     def decode(self, decisions: Sequence[int]) -> NetworkGenotype:
         values = self.validate(decisions)
-        upsampler, clip = SKELETONS[self.skeletons[values[2]]]
         return NetworkGenotype(self._cell.decode(values[3:]), self.widths[values[0]], self.depths[values[1]],
-                               upsampler, clip)
+                               *SKELETONS[self.skeletons[values[2]]])
 
     def params_to_decisions(self, params: Mapping[str, object]) -> tuple[int, ...]:
         head = []

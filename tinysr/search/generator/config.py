@@ -7,7 +7,7 @@
     seed: 0                             # strategy and weight-store seed
     scale: 4                            # the candidates' up-sampling factor
     space: tpsr                         # tpsr: the paper's (20 cell decisions); tpsr_plus: + width 16/24/32,
-                                        # depth 1/2 and skeleton tpsr/anchor/anchor+clip (tinysr.search.core.space)
+                                        # depth 1/2 and skeleton tpsr/anchor/anchor+clip/anchor+clip+linear (tinysr.search.core.space)
     n_feats: 16                         # cell width (the tpsr space; tpsr_plus searches it)
     input_size: [180, 320]              # LR input (H, W) at which Mult-Adds and latency are counted
     max_mult_adds: 4.0e+9               # the paper's limit f (null: none)

@@ -223,6 +223,12 @@ class WeightStore:
         return cls.from_state(torch.load(path, map_location="cpu", weights_only=True), os.fspath(path))
 
 
+def _key(key: tuple, linear) -> tuple:
+    """A :class:`PlusWeightStore` key: a ``linear`` network's weights (collapsible blocks: other parameters)
+    are kept apart from the same entry's plain weights, under the key with ``"linear"`` appended."""
+    return key + ("linear",) if linear else key
+
+
 class PlusWeightStore:
     """Weight sharing in the extended space (:class:`~tinysr.search.core.space.PlusSpace`): Eq. 5 per
     (width, cell, node, operation) entry and per (width, up-sampler) skeleton, so candidates share weights
@@ -250,32 +256,33 @@ class PlusWeightStore:
         self.space.encode(net)  # in this space: width, depth, skeleton, node count and operations
         return net
 
-    def entry(self, width: int, cell: int, node: int, op: str) -> "OrderedDict[str, torch.Tensor]":
-        key = (int(width), int(cell), int(node), op)
+    def entry(self, width: int, cell: int, node: int, op: str, linear: bool = False) -> "OrderedDict[str, torch.Tensor]":
+        key = _key((int(width), int(cell), int(node), op), linear)
         if key not in self._entries:
-            parts = (self.seed, width, node, op) + ((f"cell{cell}",) if cell else ())
+            parts = (self.seed, width, node, op) + ((f"cell{cell}",) if cell else ()) + (("linear",) if linear else ())
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(_derived_seed(*parts))
-                self._entries[key] = _copy(CellNode(op, int(width)).state_dict())
+                self._entries[key] = _copy(CellNode(op, int(width), bool(linear)).state_dict())
         return self._entries[key]
 
-    def score(self, width: int, cell: int, node: int, op: str) -> float | None:
-        return self._scores.get((int(width), int(cell), int(node), op))
+    def score(self, width: int, cell: int, node: int, op: str, linear: bool = False) -> float | None:
+        return self._scores.get(_key((int(width), int(cell), int(node), op), linear))
 
-    def skeleton(self, width: int, upsampler: str) -> "OrderedDict[str, torch.Tensor]":
-        key = (int(width), upsampler)
+    def skeleton(self, width: int, upsampler: str, linear: bool = False) -> "OrderedDict[str, torch.Tensor]":
+        key = _key((int(width), upsampler), linear)
         if key not in self._skeletons:
             from tinysr.models.tpsr import CellSR
 
-            parts = (self.seed, width, self.scale, "skeleton") + (() if upsampler == "tpsr" else (upsampler,))
+            parts = ((self.seed, width, self.scale, "skeleton") + (() if upsampler == "tpsr" else (upsampler,))
+                     + (("linear",) if linear else ()))
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(_derived_seed(*parts))
-                model = CellSR(NetworkGenotype(SKELETON_GENOTYPE, width, 1, upsampler), self.scale)
+                model = CellSR(NetworkGenotype(SKELETON_GENOTYPE, width, 1, upsampler, linear=bool(linear)), self.scale)
             self._skeletons[key] = _copy({k: v for k, v in model.state_dict().items() if not k.startswith("cell.")})
         return self._skeletons[key]
 
-    def skeleton_score(self, width: int, upsampler: str) -> float | None:
-        return self._skeleton_scores.get((int(width), upsampler))
+    def skeleton_score(self, width: int, upsampler: str, linear: bool = False) -> float | None:
+        return self._skeleton_scores.get(_key((int(width), upsampler), linear))
 
     @staticmethod
     def _cell_prefix(net: NetworkGenotype, c: int) -> str:
@@ -284,10 +291,10 @@ class PlusWeightStore:
     def get(self, genotype) -> "OrderedDict[str, torch.Tensor]":
         """State dict of ``CellSR(network, scale)`` from the store (fresh tensors)."""
         net = self._network(genotype)
-        out = OrderedDict((k, v.clone()) for k, v in self.skeleton(net.n_feats, net.upsampler).items())
+        out = OrderedDict((k, v.clone()) for k, v in self.skeleton(net.n_feats, net.upsampler, net.linear).items())
         for c in range(net.n_cells):
             for i, node in enumerate(net.nodes):
-                for k, v in self.entry(net.n_feats, c, i, node.op).items():
+                for k, v in self.entry(net.n_feats, c, i, node.op, net.linear).items():
                     out[f"{self._cell_prefix(net, c)}nodes.{i}.{k}"] = v.clone()
         return out
 
@@ -298,7 +305,7 @@ class PlusWeightStore:
         return model
 
     def offer(self, genotype, state_dict: dict, score: float) -> list[tuple]:
-        """Eq. 5 for a trained candidate; returns the ``(width, cell, node, op)`` entries replaced."""
+        """Eq. 5 for a trained candidate; returns the ``(width, cell, node, op[, "linear"])`` entries replaced."""
         net = self._network(genotype)
         score = _finite_score(score)
         expected = self.get(net)
@@ -316,13 +323,13 @@ class PlusWeightStore:
         replaced = []
         for c in range(net.n_cells):
             for i, node in enumerate(net.nodes):
-                key = (net.n_feats, c, i, node.op)
+                key = _key((net.n_feats, c, i, node.op), net.linear)
                 best = self._scores.get(key)
                 if best is None or score > best:
                     self._entries[key] = take(f"{self._cell_prefix(net, c)}nodes.{i}.", self.entry(*key))
                     self._scores[key] = score
                     replaced.append(key)
-        sk = (net.n_feats, net.upsampler)
+        sk = _key((net.n_feats, net.upsampler), net.linear)
         best = self._skeleton_scores.get(sk)
         if best is None or score > best:
             self._skeletons[sk] = take("", self.skeleton(*sk))
@@ -333,12 +340,13 @@ class PlusWeightStore:
     def state(self) -> dict:
         return {"format": FORMAT, "space": self.space.identity(), "scale": self.scale, "n_feats": self.n_feats,
                 "seed": self.seed, "offers": self.offers,
-                "entries": [{"width": w, "cell": c, "node": i, "op": op, "score": self._scores[(w, c, i, op)],
-                             "state": dict(self._entries[(w, c, i, op)])}
-                            for (w, c, i, op) in sorted(self._scores, key=lambda k: (k[0], k[1], k[2],
-                                                                                       self.space.ops.index(k[3])))],
-                "skeletons": [{"width": w, "upsampler": up, "score": self._skeleton_scores[(w, up)],
-                               "state": dict(self._skeletons[(w, up)])} for (w, up) in sorted(self._skeleton_scores)]}
+                "entries": [{"width": k[0], "cell": k[1], "node": k[2], "op": k[3], **({"linear": True} if len(k) > 4 else {}),
+                             "score": self._scores[k], "state": dict(self._entries[k])}
+                            for k in sorted(self._scores, key=lambda k: (len(k), k[0], k[1], k[2],
+                                                                         self.space.ops.index(k[3])))],
+                "skeletons": [{"width": k[0], "upsampler": k[1], **({"linear": True} if len(k) > 2 else {}),
+                               "score": self._skeleton_scores[k], "state": dict(self._skeletons[k])}
+                              for k in sorted(self._skeleton_scores, key=lambda k: (len(k),) + k[:2])]}
 
     def save(self, path: str | os.PathLike) -> None:
         state = self.state()
@@ -355,11 +363,11 @@ class PlusWeightStore:
             raise ValueError(f"{source}: {e}") from None
         store.offers = int(state["offers"])
         for e in state["entries"]:
-            key = (int(e["width"]), int(e["cell"]), int(e["node"]), e["op"])
+            key = _key((int(e["width"]), int(e["cell"]), int(e["node"]), e["op"]), e.get("linear", False))
             store._entries[key] = OrderedDict(e["state"])
             store._scores[key] = float(e["score"])
         for e in state["skeletons"]:
-            key = (int(e["width"]), e["upsampler"])
+            key = _key((int(e["width"]), e["upsampler"]), e.get("linear", False))
             store._skeletons[key] = OrderedDict(e["state"])
             store._skeleton_scores[key] = float(e["score"])
         return store
