@@ -50,6 +50,20 @@ def add_parser(sub) -> None:
     e.add_argument("-o", "--output", required=True)
     e.set_defaults(func=cmd_search_export)
 
+    f = ss.add_parser("fidelity", help="proxy fidelity: train N evaluated candidates of generator runs with one "
+                      "recipe and rank-correlate proxy PSNR with trained PSNR (Kendall tau, Spearman)")
+    f.add_argument("runs", nargs="+", help="generator search run folders sharing one proxy task")
+    f.add_argument("-n", "--candidates", type=int, default=8,
+                   help="candidates to train, spread over each run's proxy-PSNR range (default 8)")
+    f.add_argument("--recipe", help="the tinysr train config every candidate trains with "
+                   "(e.g. tinysr/configs/pareto_x4.yaml; default: tinysr train's defaults)")
+    f.add_argument("--steps", type=int, help="shorten the recipe to this many steps (the same for all)")
+    f.add_argument("--data", nargs="+", required=True, help="benchmark folders to score the trained networks on")
+    f.add_argument("--workers", type=int, default=1, help="candidates trained at once (default 1)")
+    f.add_argument("-o", "--out", required=True, help="the study's folder (rerun the command to resume it)")
+    f.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    f.set_defaults(func=cmd_search_fidelity)
+
 
 def _run_arguments(p, demo: str, strategies: str) -> None:
     """The options every ``tinysr search KIND`` run command takes."""
@@ -195,4 +209,16 @@ def cmd_search_export(args) -> int:
     lat = "".join(f", {k} {v:.2f} ms" for k, v in (meta.get("latency_ms") or {}).items())
     print(f"{args.output}: trial {meta['trial']} (candidate {meta['candidate']}), {meta['weights']} weights, "
           f"proxy PSNR {meta['psnr']:.3f} dB, {meta['mult_adds'] / 1e9:.3f} G Mult-Adds{lat}\n  {meta['genotype']}")
+    return 0
+
+
+def cmd_search_fidelity(args) -> int:
+    from tinysr.search.generator.fidelity import run_fidelity
+
+    record = run_fidelity(args.runs, args.out, args.data, n=args.candidates, recipe=args.recipe, steps=args.steps,
+                          workers=args.workers, progress=not args.quiet)
+    for name, r in record["correlation"].items():
+        print(f"{name}: Kendall tau-b {r['kendall_tau']:.3f}, Spearman rho {r['spearman_rho']:.3f} "
+              f"({r['n']} networks)")
+    print(f"report: {Path(args.out) / 'fidelity.md'}, {Path(args.out) / 'fidelity.png'}")
     return 0

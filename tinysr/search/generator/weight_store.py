@@ -22,7 +22,8 @@ higher score replaces it), and starts random (built as ``CellSR`` builds it).
 A store of the extended space ``tpsr_plus`` (:class:`PlusWeightStore`) keys every entry by width as
 well (and by cell, for networks of several cells): weights are shared only between candidates of the
 same width; the skeleton is kept per width and up-sampler (the TPSR and anchor skeletons have other
-parameters).
+parameters). A ``linear`` network (collapsible blocks in place of its full convolutions) has its own
+entries and skeletons, under the same keys with ``"linear"`` appended.
 
 A store is for one cell width ``n_feats`` and one ``scale`` (the up-sampling blocks depend on it).
 :meth:`get` assembles the state dict of ``CellSR(genotype, scale, n_feats)`` (it loads with
