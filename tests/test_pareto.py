@@ -102,3 +102,25 @@ def test_budget_margins_compare_the_best_of_each_side_within_each_budget():
     assert "| xlsr | 50 | found_a | xlsr |" in budgets_markdown(m)
     only_hand = budget_margins(result, ["xlsr"], ["found_b"])[0]  # nothing searched fits in 50 ms
     assert only_hand["searched"] is None and only_hand["met"] is False
+
+
+def test_a_searched_network_is_predicted_with_its_own_skeleton(tmp_path):
+    """A tpsr_plus network (anchor skeleton, width 24, two cells) is priced as that network, not as its cell
+    in the paper's skeleton; a linear network as its collapsed form."""
+    from test_search_space_plus import fake_plus_table
+
+    from tinysr.genotype import parse_genotype
+    from tinysr.models.tpsr import CellSR
+    from tinysr.pareto import _predict
+    from tinysr.profile.lut import LatencyTable
+
+    table = tmp_path / "plus.json"
+    table.write_text(json.dumps(fake_plus_table()))
+    lut = LatencyTable(json.loads(table.read_text()))
+    net = parse_genotype("w24 d2 anchor clip linear | conv3@in dsep3@0 identity@in")
+    model = CellSR(net, 4)
+    ms, why = _predict(model, str(table), (12, 16))
+    assert why is None and ms == pytest.approx(lut.predict(net.deployed()))
+    assert ms != pytest.approx(lut.predict(net.cell))
+    ms_cell, _ = _predict(CellSR(net.cell, 4), str(table), (12, 16))  # a bare cell: the paper's skeleton
+    assert ms_cell == pytest.approx(lut.predict(net.cell))

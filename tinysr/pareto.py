@@ -52,7 +52,10 @@ def _predict(model, profile: str | None, input_size) -> tuple[float | None, str 
     """Latency the table ``profile`` predicts for a searchable-space network, else (None, why)."""
     if not profile:
         return None, None
-    genotype = getattr(model, "genotype", None)
+    from .genotype import NetworkGenotype
+
+    network = getattr(model, "network", None)  # a network with its skeleton (tpsr_plus), else the cell alone
+    genotype = network if isinstance(network, NetworkGenotype) else getattr(model, "genotype", None)
     if genotype is None:
         return None, f"{type(model).__name__} is not in a latency table's space"
     from .profile.predict import predict_latency
