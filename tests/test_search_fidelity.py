@@ -47,6 +47,22 @@ def test_tiny_study_end_to_end_and_resume(tiny_run, tmp_path, monkeypatch):
     assert psnrs == sorted(psnrs) and psnrs[0] == evaluated[0][0] and psnrs[-1] == evaluated[-1][0]
     with pytest.raises(ValueError, match="distinct evaluated candidates"):
         pick_candidates([tiny_run.run_dir], 50)
+    # only networks within the run's budgets (a soft budget lets a search evaluate others)
+    lats = sorted(r.latency_ms["fake"] for r in run_store.trial_records(study, ("complete",)))
+    real_open = run_store.open_run
+
+    def tight(run):
+        info, st = real_open(run)
+        info.meta["budgets"] = {"fake": lats[2]}
+        return info, st
+
+    with monkeypatch.context() as m:
+        m.setattr(run_store, "open_run", tight)
+        inside = pick_candidates([tiny_run.run_dir], 2)
+        assert all(p["latency_ms"]["fake"] <= lats[2] for p in inside)
+        assert len(pick_candidates([tiny_run.run_dir], 2, within_budget=False)) == 2
+        with pytest.raises(ValueError, match="within its budgets"):
+            pick_candidates([tiny_run.run_dir], 4)
 
     bench = tmp_path / "bench"
     (bench / "HR").mkdir(parents=True)

@@ -81,10 +81,12 @@ def _canonical(genotype: str) -> str:
     return str(g) if isinstance(g, NetworkGenotype) and not g.is_default else str(getattr(g, "cell", g))
 
 
-def pick_candidates(run_dirs: Sequence[str | Path], n: int) -> list[dict]:
+def pick_candidates(run_dirs: Sequence[str | Path], n: int, within_budget: bool = True) -> list[dict]:
     """``n`` evaluated candidates (distinct networks) from ``run_dirs``: split as evenly as possible between
     the runs, and within a run evenly spaced over its candidates ranked by proxy PSNR (its best and worst
-    included). The runs must share one proxy task. One-line ``ValueError`` when they cannot give ``n``."""
+    included). ``within_budget``: only candidates within every latency budget of their run (the networks
+    a search would return; a soft budget lets it evaluate others). The runs must share one proxy task.
+    One-line ``ValueError`` when they cannot give ``n``."""
     from tinysr.search.core.run_store import open_run, trial_records
 
     if n < 2:
@@ -97,9 +99,12 @@ def pick_candidates(run_dirs: Sequence[str | Path], n: int) -> list[dict]:
             proxy = task
         elif task != proxy:
             raise ValueError(f"{run}: its proxy task differs from {run_dirs[0]}'s: proxy PSNRs would not compare")
+        budgets = {str(k): float(v) for k, v in (info.meta.get("budgets") or {}).items()} if within_budget else {}
         best: dict[str, dict] = {}
         for r in trial_records(study, ("complete",)):
             if r.genotype is None or r.psnr is None or not math.isfinite(r.psnr):
+                continue
+            if any(r.latency_ms.get(k, math.inf) > v for k, v in budgets.items()):
                 continue
             key = _canonical(r.genotype)
             if key not in best or r.psnr > best[key]["proxy_psnr"]:
@@ -112,7 +117,8 @@ def pick_candidates(run_dirs: Sequence[str | Path], n: int) -> list[dict]:
     for rows, q in zip(runs, quota):
         rows = [r for r in rows if r["genotype"] not in seen]
         if len(rows) < q:
-            raise ValueError(f"{rows[0]['run'] if rows else 'a run'}: {len(rows)} distinct evaluated candidates, "
+            raise ValueError(f"{rows[0]['run'] if rows else 'a run'}: {len(rows)} distinct evaluated candidates"
+                             f"{' within its budgets' if within_budget else ''}, "
                              f"{q} needed: evaluate more or ask for fewer")
         idx = sorted({round(i * (len(rows) - 1) / (q - 1)) for i in range(q)}) if q > 1 else [len(rows) - 1]
         for i in idx:
