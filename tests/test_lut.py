@@ -28,7 +28,7 @@ def lut(tmp_path_factory):
     out = d / "tiny.json"
     rc = main(["lut", "build", "--device", "host", "--runtime", "litert", "--space", "tpsr", "--input-size", "16x16",
                "--scale", "4", "--threads", "1", "--warmup", "1", "--runs", "3", "--cache-dir", str(d / "cache"),
-               "--calibration-networks", "3", "-o", str(out), "-q"])
+               "--calibration-networks", "3", "--time-limit", "1", "-o", str(out), "-q"])
     assert rc == 0
     return out
 
@@ -46,7 +46,7 @@ def test_table_covers_the_whole_search_space(lut):
     h, w = SIZE
     for name, spec in OPS.items():
         e = data["entries"][spec.latency_key(16, h, w)]
-        assert e["median_ms"] > 0 and e["p90_ms"] >= e["median_ms"] and e["runs"] == 3, name
+        assert e["median_ms"] > 0 and e["p90_ms"] >= e["median_ms"] and e["runs"] >= 3, name
     lay = skeleton_layout(16, h, w, 4)
     assert lay == data["skeleton"]
     assert lay["up"] == ["skeleton.up_c16_16x16", "skeleton.up_c3_32x32"]
@@ -67,7 +67,7 @@ def test_table_covers_the_whole_search_space(lut):
     cal = data["calibration"]
     assert [n["genotype"] for n in cal["networks"]] == [str(g) for g in calibration_genotypes(3)]
     assert cal["networks"][0]["genotype"] == str(TPSR_GENOTYPE)
-    assert cal["op_scale"] >= 0 and cal["runs"] == 3 and cal["before"]["n"] == cal["after"]["n"] == 3
+    assert cal["op_scale"] >= 0 and cal["runs"] >= 3 and cal["before"]["n"] == cal["after"]["n"] == 3
     assert cal["timed"] == "timed in the same interleaved rounds as the entries"
     assert cal["clock"] == data["clock"] == "wall"
     table = LatencyTable(data)
@@ -79,12 +79,13 @@ def test_table_covers_the_whole_search_space(lut):
 
 def test_predict_is_the_sum_of_entries(lut):
     data = _uncalibrated(lut)
-    e = {k: v["median_ms"] for k, v in data["entries"].items()}
+    ref_ms = data["reference"]["ms"]  # relative entries x the reference network's recorded time
+    e = {k: v["rel"] * ref_ms for k, v in data["entries"].items()}
     lay = data["skeleton"]
     skeleton = e[lay["head"]] + e[lay["cell_act"]] + sum(e[k] for k in lay["up"]) + e[lay["add_mean"]]
     rng = random.Random(3)
     for g in [TPSR_GENOTYPE] + [Genotype.random(10, rng) for _ in range(20)]:
-        by_hand = (data["overhead"]["ms"] + skeleton + sum(e[OPS[n.op].latency_key(16, 16, 16)] for n in g.nodes)
+        by_hand = (data["overhead"]["rel"] * ref_ms + skeleton + sum(e[OPS[n.op].latency_key(16, 16, 16)] for n in g.nodes)
                    + (len(g.leaves) - 1) * e[lay["leaf_add"]])
         assert predict_latency(g, data) == pytest.approx(by_hand, rel=1e-12)
         assert predict_latency(str(g), data) == pytest.approx(by_hand, rel=1e-12)
@@ -175,11 +176,24 @@ def test_validate_end_to_end(lut, tmp_path, capsys):
     assert "uncalibrated" in out and res["stats_uncalibrated"]["n"] == 3
     for r in res["rows"]:
         assert r["uncalibrated_ms"] == pytest.approx(table.predict_uncalibrated(Genotype.parse(r["genotype"])))
-    # the overhead reference network, timed again beside them: how the machine compares with build time
+    # the reference network, timed in every round with them: how the machine compares with build time
     ref = res["reference"]
-    assert ref["genotype"] == "identity@in" and ref["now_ms"] > 0
-    assert ref["ratio"] == pytest.approx(ref["now_ms"] / table.data["overhead"]["reference_ms"])
-    assert "reference network identity@in" in out
+    assert ref["genotype"] == str(TPSR_GENOTYPE) and ref["now_ms"] > 0
+    assert ref["ratio"] == pytest.approx(ref["now_ms"] / table.data["reference"]["ms"])
+    assert f"reference network {TPSR_GENOTYPE}" in out
+    # relative (the default for a table with relative entries) and absolute comparisons, both reported
+    assert res["comparison"] == "relative" and res["stats"] == res["stats_relative"]
+    for key in ("stats_relative", "stats_absolute"):
+        assert set(res[key]) >= {"median_abs_pct", "p90_abs_pct", "within_10_pct", "spearman"} and res[key]["n"] == 3
+    assert res["stats_absolute"] == error_stats([r["predicted_ms"] for r in res["rows"]],
+                                                [r["measured_ms"] for r in res["rows"]])
+    for r in res["rows"]:
+        assert r["measured_rel"] > 0 and r["measured_spread_pct"] >= 0
+        assert r["predicted_rel"] == pytest.approx(r["predicted_ms"] / table.reference_ms)
+        assert r["rel_error_pct"] == pytest.approx((r["predicted_rel"] - r["measured_rel"]) / r["measured_rel"] * 100)
+    assert res["stats_relative"]["median_abs_pct"] == pytest.approx(
+        error_stats([r["predicted_rel"] for r in res["rows"]], [r["measured_rel"] for r in res["rows"]])["median_abs_pct"])
+    assert "relative cost" in out and "absolute ms" in out
 
 
 def test_error_stats():
@@ -295,3 +309,195 @@ def test_default_lut_name():
     assert default_lut_name(d) == "host-amd-epyc-litert-2t.json"
     d["runtime"]["delegate"] = "cpu"
     assert default_lut_name(d) == "host-amd-epyc-litert-cpu-2t.json"
+
+
+# ------------------------------------------------------------------ relative entries (drift cancels)
+def _absolute_only(path) -> dict:
+    """The fixture's table as a table of format 2 (before relative entries): no reference, no ``rel``."""
+    data = json.loads(path.read_text())
+    data["format"] = "tinysr.lut/2"
+    data.pop("reference")
+    for e in data["entries"].values():
+        for k in ("rel", "spread_pct", "rounds"):
+            e.pop(k)
+    for k in ("rel", "reference_rel", "reference_parts_rel"):
+        data["overhead"].pop(k)
+    data["calibration"].pop("network_rel")
+    return data
+
+
+def _slow_host(monkeypatch, factor=1.5):
+    """Simulate a host that runs every model ``factor`` times slower: the timing engine's wall clock stretched."""
+    from tinysr.profile import host
+
+    real = time.perf_counter
+    monkeypatch.setitem(host.CLOCKS, "wall", lambda: real() * factor)
+
+
+def test_table_holds_relative_entries_and_spreads(lut):
+    data = json.loads(lut.read_text())
+    assert data["format"] == FORMAT == "tinysr.lut/3"
+    ref = data["reference"]
+    assert ref["genotype"] == str(TPSR_GENOTYPE) and ref["ms"] > 0 and ref["p90_ms"] >= ref["ms"]
+    assert ref["rounds"] >= 3 and ref["runs"] == 2 * ref["rounds"]  # opens and closes every round, 1 run each here
+    assert ref["max_spread_pct"] == 3.0 and ref["time_limit_s"] == 1.0 and "p90 - p10" in ref["spread"]
+    assert 0 < ref["seconds"] < 60
+    spreads = []
+    for key, e in data["entries"].items():
+        assert e["rel"] > 0 and e["spread_pct"] >= 0 and 3 <= e["rounds"] <= ref["rounds"], key
+        assert e["runs"] == e["rounds"]  # --runs 3 over 3 rounds: one timed run per round, more rounds than 3
+        spreads.append(e["spread_pct"])
+    assert ref["max_entry_spread_pct"] == pytest.approx(max(spreads))
+    assert ref["unsettled"] == sorted(k for k, e in data["entries"].items() if e["spread_pct"] > 3.0)
+    # the reference is the TPSR calibration network: relative cost 1 exactly, its absolute time the reference's
+    cal = data["calibration"]["networks"]
+    assert cal[0]["measured_rel"] == 1.0 and cal[0]["measured_ms"] == ref["ms"]
+    assert all(n["measured_rel"] > 0 and n["measured_ref_ms"] == pytest.approx(n["measured_rel"] * ref["ms"])
+               for n in cal)
+    ov = data["overhead"]
+    assert ov["rel"] == pytest.approx(ov["reference_rel"] - ov["reference_parts_rel"])
+    assert data["calibration"]["network_rel"] == pytest.approx(data["calibration"]["network_ms"] / ref["ms"])
+    table = LatencyTable(data)
+    assert table.relative and table.reference_ms == table.table_reference_ms == ref["ms"] and table.speed_ratio == 1
+    key = OPS["conv7"].latency_key(16, 16, 16)
+    assert table.entries[key] == pytest.approx(data["entries"][key]["rel"] * ref["ms"])
+    # a relative entry is the same cost as its absolute median, give or take this noisy tiny build
+    assert 0.33 < table.entries[key] / data["entries"][key]["median_ms"] < 3
+
+
+def test_relative_spread():
+    from tinysr.profile.lut import relative_spread
+
+    assert relative_spread([1.0]) is None and relative_spread([0.5, 0.5, 0.5]) == 0.0
+    r = [0.9, 1.0, 1.1, 1.0, 1.0]
+    assert relative_spread(r) == pytest.approx((1.06 - 0.94) / 1.0 * 100)
+
+
+def test_measure_relative_rounds(lut):
+    from tinysr.profile.lut import Timer
+
+    cache = lut.parent / "cache"
+    ref = (cache / f"{OPS['conv3'].latency_key(16, 16, 16)}.tflite").read_bytes()
+    flats = [(cache / f"{OPS[op].latency_key(16, 16, 16)}.tflite").read_bytes() for op in ("conv1", "dsep3")]
+    timer = Timer("host", warmup=1, runs=4)
+    fixed = timer.measure_relative(flats + [ref], 2, rounds=2)  # no bound: 2 rounds of 2 runs
+    assert [r["rounds"] for r in fixed] == [2, 2, 2] and [r["runs"] for r in fixed] == [4, 4, 8]
+    assert fixed[2]["rel"] == 1.0 and fixed[2]["spread_pct"] == 0.0 and all(r["rel"] > 0 for r in fixed)
+    # a loose bound: settled after 3 rounds (the fewest that settle); an unreachable one: rounds until the time limit
+    loose = timer.measure_relative(flats + [ref], 2, rounds=2, max_spread=1e9, time_limit=60)
+    assert [r["rounds"] for r in loose] == [3, 3, 3]
+    t = time.monotonic()
+    tight = timer.measure_relative(flats + [ref], 2, rounds=2, max_spread=1e-9, time_limit=0.5)
+    assert 0.5 <= time.monotonic() - t < 30 and tight[0]["rounds"] > 3 and tight[0]["runs"] == 2 * tight[0]["rounds"]
+    for bad, msg in [(dict(ref=5), "reference index"), (dict(ref=0, max_spread=0), "positive percentage"),
+                     (dict(ref=0, time_limit=-1), "time limit")]:
+        with pytest.raises(ValueError, match=msg):
+            timer.measure_relative(flats, **bad)
+
+
+def test_prediction_scales_with_the_reference_time(lut):
+    data = json.loads(lut.read_text())
+    table = LatencyTable(data)
+    rng = random.Random(7)
+    genos = [TPSR_GENOTYPE] + [Genotype.random(10, rng) for _ in range(10)]
+    before = {str(g): table.predict(g) for g in genos}
+    rel = {str(g): table.relative_cost(g) for g in genos}
+    ms = table.reference_ms
+    assert table.set_reference_ms(1.5 * ms) is table and table.speed_ratio == pytest.approx(1.5)
+    for g in genos:
+        assert table.predict(g) == pytest.approx(1.5 * before[str(g)], rel=1e-12)
+        assert table.predict_uncalibrated(g) == pytest.approx(1.5 * LatencyTable(data).predict_uncalibrated(g))
+        assert table.relative_cost(g) == pytest.approx(rel[str(g)], rel=1e-12)
+        assert sum(ms_ for _, _, ms_ in table.breakdown(g)) == pytest.approx(table.predict(g), rel=1e-12)
+    assert LatencyTable(data, reference_ms=3.0).predict(TPSR_GENOTYPE) == pytest.approx(3.0 * rel[str(TPSR_GENOTYPE)])
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="positive number of ms"):
+            table.set_reference_ms(bad)
+
+
+def test_tables_without_relative_entries_load_and_predict_as_before(lut):
+    data = _absolute_only(lut)
+    table = LatencyTable(data)
+    assert not table.relative and table.reference_ms is None and table.speed_ratio is None
+    e = {k: v["median_ms"] for k, v in data["entries"].items()}
+    lay = data["skeleton"]
+    cal = data["calibration"]
+    g = TPSR_GENOTYPE
+    cell = sum(e[OPS[n.op].latency_key(16, 16, 16)] for n in g.nodes) + (len(g.leaves) - 1) * e[lay["leaf_add"]]
+    skeleton = e[lay["head"]] + e[lay["cell_act"]] + sum(e[k] for k in lay["up"]) + e[lay["add_mean"]]
+    want = data["overhead"]["ms"] + skeleton + cal["op_scale"] * cell + cal["network_ms"]
+    assert table.predict(g) == pytest.approx(want, rel=1e-12) and predict_latency(g, data) == pytest.approx(want)
+    for old in ("tinysr.lut/1", "tinysr.lut/2"):
+        assert LatencyTable(dict(data, format=old)).predict(g) == pytest.approx(want)
+    for call in (lambda: table.set_reference_ms(2.0), lambda: table.rescale(), lambda: table.relative_cost(g)):
+        with pytest.raises(ValueError, match="no relative entries"):
+            call()
+    half = json.loads(lut.read_text())
+    half["entries"][lay["head"]].pop("rel")
+    with pytest.raises(ValueError, match="relative cost"):
+        LatencyTable(half)
+
+
+def test_rescale_follows_a_slower_host(lut, tmp_path, monkeypatch, capsys):
+    from tinysr.cli.main import main
+    from tinysr.profile.predict import load_table, rescale_table
+
+    cache = str(lut.parent / "cache")
+    path = tmp_path / "table.json"  # a copy: the rescaled table is the one load_table caches for this path
+    path.write_text(lut.read_text())
+    table = LatencyTable.load(path)
+    calm = table.measure_reference(runs=30, rounds=3, cache_dir=cache)
+    _slow_host(monkeypatch, 1.5)
+    slow = rescale_table(path, runs=30, rounds=3, cache_dir=cache)
+    assert slow is load_table(path) and 1.2 < slow.reference_ms / calm < 1.9
+    for g in [TPSR_GENOTYPE, Genotype.parse("conv3@in dsep5@0 se@in")]:
+        assert predict_latency(g, path) == pytest.approx(table.relative_cost(g) * slow.reference_ms, rel=1e-12)
+    # lut predict --rescale: the same, through the CLI (the cached table of another path is left as recorded)
+    assert main(["lut", "predict", "tpsr_x4", "--profile", str(lut), "--rescale", "--rescale-runs", "30",
+                 "--cache-dir", cache, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    ref = out["reference"]
+    assert ref["rescaled"] and ref["genotype"] == str(TPSR_GENOTYPE) and ref["table_ms"] == table.table_reference_ms
+    assert out["predicted_ms"] == pytest.approx(ref["relative_cost"] * ref["ms"], rel=1e-12)
+    assert ref["ratio"] == pytest.approx(ref["ms"] / ref["table_ms"])
+    assert load_table(lut).reference_ms == table.table_reference_ms
+    assert main(["lut", "predict", "tpsr_x4", "--profile", str(lut)]) == 0
+    assert "recorded at build time" in capsys.readouterr().out
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(_absolute_only(lut)))
+    assert main(["lut", "predict", "tpsr_x4", "--profile", str(old), "--rescale"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no relative entries" in err[0]
+
+
+def test_relative_validation_cancels_a_slower_host(lut, monkeypatch):
+    """A host uniformly 1.5x slower than at build time: the absolute error grows by about a third, the
+    relative one (networks / reference timed in the same rounds) stays."""
+    from tinysr.profile.predict import validate
+
+    kw = dict(samples=4, seed=3, runs=20, warmup=2, rounds=5, cache_dir=lut.parent / "cache")
+    calm = validate(lut, **kw)
+    _slow_host(monkeypatch, 1.5)
+    slow = validate(lut, **kw)
+    assert slow["reference"]["now_ms"] / calm["reference"]["now_ms"] > 1.2
+    shift_abs = slow["stats_absolute"]["mean_signed_pct"] - calm["stats_absolute"]["mean_signed_pct"]
+    shift_rel = slow["stats_relative"]["mean_signed_pct"] - calm["stats_relative"]["mean_signed_pct"]
+    assert shift_abs < -15, (calm["stats_absolute"], slow["stats_absolute"])
+    assert abs(shift_rel) < 8, (calm["stats_relative"], slow["stats_relative"])
+    assert slow["stats_absolute"]["median_abs_pct"] > calm["stats_absolute"]["median_abs_pct"] + 10
+    assert abs(slow["stats_relative"]["median_abs_pct"] - calm["stats_relative"]["median_abs_pct"]) < 8
+    # the absolute comparison as the headline, on request; a table without relative entries has only that one
+    absolute = validate(lut, compare="absolute", **dict(kw, samples=2, runs=2, rounds=1))
+    assert absolute["comparison"] == "absolute" and absolute["stats"] == absolute["stats_absolute"]
+    with pytest.raises(ValueError, match="no relative entries"):
+        validate(_absolute_only(lut), compare="relative")
+
+
+def test_cli_lut_build_refuses_bad_bounds(tmp_path, capsys):
+    from tinysr.cli.main import main
+
+    for flag, value, msg in [("--max-spread", "0", "max_spread must be a positive"),
+                             ("--time-limit", "-1", "time_limit must be >= 0")]:
+        assert main(["lut", "build", "--input-size", "8x8", flag, value, "-o", str(tmp_path / "x.json"), "-q"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and msg in err[0], err

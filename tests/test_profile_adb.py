@@ -361,3 +361,16 @@ def test_latency_table_timer_over_adb_uses_one_unprofiled_run(fake_adb):
     (run,) = benchmark_runs(calls)
     assert "--enable_op_profiling=false" in run and "--num_runs=7" in run and "--op_profiling_output" not in run
     assert not [c for c in calls if "pull" in c]
+
+
+def test_latency_table_relative_timing_over_adb(fake_adb):
+    """Over adb a round runs benchmark_model once per model (the reference opening and closing it)."""
+    from tinysr.profile.lut import Timer
+
+    flat = fake_adb.model.read_bytes()
+    res = Timer("adb:FAKE0001", warmup=1, runs=4, benchmark_binary=fake_adb.binary).measure_relative(
+        [flat, flat], 1, rounds=2)
+    assert [r["rounds"] for r in res] == [2, 2] and [r["runs"] for r in res] == [4, 8]
+    assert res[0]["rel"] == pytest.approx(1.0) and res[0]["spread_pct"] == pytest.approx(0.0)
+    assert res[0]["median_ms"] == pytest.approx(2950.34) and res[0]["p90_ms"] is None
+    assert len(benchmark_runs(fake_adb.calls())) == 6  # 2 rounds x (reference, model, reference)

@@ -188,6 +188,24 @@ def test_time_calls_clocks():
         Timer("adb:X", clock="thread-cpu")
 
 
+def test_rounds_engine_records_each_round():
+    from tinysr.profile.host import Rounds
+
+    ticks = iter(range(0, 10_000))  # a fake clock: every reading 1 s after the last
+    calls = []
+    engine = Rounds([lambda: calls.append("a"), lambda: calls.append("b")], warmup=1, clock=lambda: next(ticks))
+    assert calls == ["a", "a", "b", "b"] and engine.timings[0].first_ms == 1000.0
+    engine.round(2, [0, 1, 0])  # the reference 0 opens and closes the round: its times pooled in one round
+    engine.round(1, [0, 1, 0])
+    a, b = engine.timings
+    assert [len(r) for r in a.rounds_ms] == [4, 2] and [len(r) for r in b.rounds_ms] == [2, 1]
+    assert len(a.times_ms) == 6 and len(b.times_ms) == 3
+    # an untimed settling call whenever another callable ran since (not for a right after a)
+    assert calls[4:] == ["a"] * 3 + ["b"] * 3 + ["a"] * 3 + ["a"] + ["b"] * 2 + ["a"] * 2
+    (t,) = time_calls([lambda: None], runs=5, warmup=0, rounds=2)
+    assert [len(r) for r in t.rounds_ms] == [3, 2] and sum(t.rounds_ms, []) == t.times_ms
+
+
 def test_litert_timing_goes_through_the_one_engine(models, monkeypatch):
     """time_litert, profile_litert and the latency tables' Timer all time with time_calls."""
     from tinysr.profile import host

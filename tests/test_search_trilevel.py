@@ -163,9 +163,11 @@ def test_build_lut_trilevel_space(tmp_path, monkeypatch):
     from tinysr.profile import lut
 
     monkeypatch.setitem(lut.SPACES, "trilevel", {"n_feats": 4, "ops": ("skip", "res3"), "ratios": (1.0,)})
-    data = lut.build_lut(space="trilevel", input_size=(8, 8), scale=2, runs=3, warmup=1, rounds=1)
+    data = lut.build_lut(space="trilevel", input_size=(8, 8), scale=2, runs=3, warmup=1, rounds=1, time_limit=0)
     table = lut.open_table(data)
     assert data["space"] == "trilevel" and data["overhead"]["reference_genotype"] == "B up"
+    # timed against 'B up' itself: its relative cost is 1, the overhead 1 minus its parts' relative costs
+    assert data["reference"]["genotype"] == "B up" and data["overhead"]["reference_rel"] == 1.0 and table.relative
     assert all(v["median_ms"] > 0 for v in data["entries"].values())
     g = TrilevelGenotype.parse("A res3:4 up")
     assert table.predict(g) > table.predict(TrilevelGenotype.parse("A up"))

@@ -449,12 +449,18 @@ def cmd_lut_build(args):
                      benchmark_binary=args.benchmark_binary, cache_dir=args.cache_dir,
                      progress=None if args.quiet else print, rounds=args.rounds, clock=args.clock,
                      calibration_networks=args.calibration_networks, calibration_seed=args.calibration_seed,
-                     widths=[int(v) for v in args.widths.split(",")] if getattr(args, "widths", None) else None)
+                     widths=[int(v) for v in args.widths.split(",")] if getattr(args, "widths", None) else None,
+                     max_spread=args.max_spread, time_limit=args.time_limit)
     out = Path(args.output) if args.output else Path("profiles") / default_lut_name(data)
     save_lut(data, out)
     print(f"wrote {out}: {len(data['entries'])} entries, overhead {data['overhead']['ms']:.3f} ms "
           f"({data['runtime']['name']} {data['runtime']['delegate']}, {data['runtime']['threads']} thread(s), "
           f"{data['input_size'][0]}x{data['input_size'][1]} x{data['scale']}, {data['clock']} clock)")
+    ref = data["reference"]
+    worst = ref["max_entry_spread_pct"]
+    print(f"relative to the reference network {ref['genotype']} ({ref['ms']:.3f} ms, {ref['rounds']} rounds, "
+          f"{ref['seconds']:.0f} s): largest entry spread {'n/a' if worst is None else f'{worst:.1f}%'}, "
+          f"{len(ref['unsettled'])} entries above {ref['max_spread_pct']:g}%")
     if data.get("calibration"):
         print(format_calibration(data["calibration"]))
 
@@ -504,6 +510,8 @@ def _genotype_of(spec: str):
 
 
 def cmd_lut_predict(args):
+    import copy
+
     from ..genotype import NetworkGenotype
     from ..profile.predict import load_table
 
@@ -524,17 +532,28 @@ def cmd_lut_predict(args):
         raise ValueError(f"{args.profile} is a table of the {table.space} space, {what} belongs to the {space} space: "
                          f"build one with tinysr lut build --space {space}")
     table.check(parse_size(args.input_size) if args.input_size else None, scale, n_feats)
+    if getattr(args, "rescale", False):
+        check_at_least("--rescale-runs", args.rescale_runs, 1, "the reference network needs at least 1 timed run")
+        if not table.relative:
+            raise ValueError(f"{args.profile} has no relative entries (format {table.data.get('format')}): "
+                             "--rescale needs a table built by this version of tinysr lut build")
+        table = copy.copy(table)  # the cached table keeps its recorded reference time
+        table.rescale(runs=args.rescale_runs, cache_dir=args.cache_dir)
     if table.space == "tpsr_plus" and n_feats is not None and int(n_feats) != table.n and not isinstance(
             genotype, (NetworkGenotype, TrilevelGenotype)):
         genotype = NetworkGenotype(genotype, int(n_feats))  # a bare cell at another width of the table
     rows = table.breakdown(genotype)
     total = table.predict(genotype)
     cal = ({"op_scale": table.op_scale, "network_ms": table.network_ms} if table.calibrated else None)
+    ref = ({"genotype": table.reference, "ms": table.reference_ms, "table_ms": table.table_reference_ms,
+            "ratio": table.speed_ratio, "rescaled": bool(getattr(args, "rescale", False)),
+            "relative_cost": table.relative_cost(genotype)} if table.relative else None)
     if args.json:
         print(json.dumps({"model": args.model, "genotype": str(genotype), "profile": args.profile,
                           "input_size": [table.h, table.w], "scale": table.scale, "n_feats": table.n,
                           "predicted_ms": total, "uncalibrated_ms": table.predict_uncalibrated(genotype),
-                          "calibration": cal, "terms": [{"what": a, "key": k, "ms": ms} for a, k, ms in rows]},
+                          "calibration": cal, "reference": ref,
+                          "terms": [{"what": a, "key": k, "ms": ms} for a, k, ms in rows]},
                          indent=2))
         return
     rt = table.data.get("runtime", {})
@@ -546,6 +565,11 @@ def cmd_lut_predict(args):
     width = max(len(a) for a, _, _ in rows)
     for a, key, ms in rows:
         print(f"  {a:<{width}}  {key:<30} {ms:9.3f} ms")
+    if ref:
+        when = "measured now" if ref["rescaled"] else "recorded at build time"
+        print(f"relative entries x the reference network {ref['genotype']}: {ref['ms']:.3f} ms ({when}; "
+              f"x{ref['ratio']:.3f} of the table's {ref['table_ms']:.3f} ms); this network: "
+              f"x{ref['relative_cost']:.4f} of the reference")
     print(f"predicted latency: {total:.3f} ms")
 
 
@@ -555,7 +579,8 @@ def cmd_lut_validate(args):
 
     result = validate(args.profile, samples=args.samples, seed=args.seed, runs=args.runs, warmup=args.warmup,
                       cache_dir=args.cache_dir, benchmark_binary=args.benchmark_binary,
-                      progress=None if args.quiet else print, rounds=args.rounds, space=getattr(args, "space", None))
+                      progress=None if args.quiet else print, rounds=args.rounds, space=getattr(args, "space", None),
+                      compare=getattr(args, "compare", None))
     print(format_validation(result))
     if args.json_out:
         print(f"wrote {save_lut(result, args.json_out)}")

@@ -187,7 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--delegate", choices=["cpu", "xnnpack", "gpu", "nnapi"], help="default: xnnpack on the host, cpu over adb")
     b.add_argument("--warmup", type=int, default=5)
     b.add_argument("--runs", type=int, default=30, help="timed runs per entry (default 30)")
-    b.add_argument("--rounds", type=int, default=5, help="interleaved rounds the runs are split over (default 5)")
+    b.add_argument("--rounds", type=int, default=5,
+                   help="interleaved rounds the runs are split over, at least (default 5); every round opens and "
+                   "closes with the reference network (the TPSR cell network), so entries are also recorded "
+                   "relative to it")
+    b.add_argument("--max-spread", type=float, default=3.0, metavar="PCT",
+                   help="more rounds for entries whose relative spread ((p90 - p10) / median of their per-round "
+                   "ratios to the reference) is above PCT percent (default 3)")
+    b.add_argument("--time-limit", type=float, default=300.0, metavar="SECONDS",
+                   help="stop adding rounds after this many seconds of timing (default 300; 0: --rounds only)")
     b.add_argument("--benchmark-binary", help="Android benchmark_model executable for --device adb")
     b.add_argument("--cache-dir", help="keep / reuse the converted part models here")
     b.add_argument("--calibration-networks", type=int, default=8,
@@ -218,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--input-size", help="LR input HxW of the network (checked against the table's; default the table's)")
     pr.add_argument("--scale", type=int, help="the network's scale (checked; a checkpoint or registry model has its own)")
     pr.add_argument("--n-feats", type=int, help="the cell's channel width (checked; a checkpoint or registry model has its own)")
+    pr.add_argument("--rescale", action="store_true",
+                    help="re-measure the table's reference network here now and predict with its time (a table "
+                    "with relative entries: follows the machine's current speed)")
+    pr.add_argument("--rescale-runs", type=int, default=20, help="timed runs of the reference for --rescale (default 20)")
+    pr.add_argument("--cache-dir", help="--rescale: keep / reuse the converted reference network here")
     pr.add_argument("--json", action="store_true", help="machine-readable output")
     pr.set_defaults(func=commands.cmd_lut_predict)
     v = lut.add_parser("validate", help="predicted vs measured latency of random genotypes of the search space")
@@ -231,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--rounds", type=int, default=4, help="interleaved rounds the runs are split over (default 4)")
     v.add_argument("--benchmark-binary", help="Android benchmark_model executable (adb profiles)")
     v.add_argument("--cache-dir", help="keep / reuse the converted networks here")
+    v.add_argument("--compare", choices=["relative", "absolute"],
+                   help="the headline comparison (stats, plot): relative costs to the reference network timed in "
+                   "the same rounds (default for a table with relative entries) or absolute ms (older tables); "
+                   "both are reported when the table has relative entries")
     v.add_argument("--plot", help="scatter plot PNG (predicted vs measured, y = x)")
     v.add_argument("--json", dest="json_out", help="write the per-genotype results and statistics here")
     v.add_argument("-q", "--quiet", action="store_true")

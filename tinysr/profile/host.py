@@ -83,13 +83,16 @@ class Timing:
     """Timings of one callable (session / interpreter), milliseconds.
 
     ``first_ms``: the first call; ``warmup_ms``: the warm-up calls after it; ``times_ms``: the
-    timed steady-state calls; ``init_ms``: building the session / interpreter, when timed.
+    timed steady-state calls (``rounds_ms``: the same, per round); ``init_ms``: building the
+    session / interpreter, when timed.
     """
 
     first_ms: float
     warmup_ms: list = field(default_factory=list)
     times_ms: list = field(default_factory=list)
     init_ms: float | None = None
+    #: the timed calls of each round the callable took part in (one list per round; ``times_ms`` pools them)
+    rounds_ms: list = field(default_factory=list)
 
     @property
     def median_ms(self) -> float:
@@ -127,38 +130,69 @@ def clock_for(name: str, threads: int = 1):
     return CLOCKS[name]
 
 
+class Rounds:
+    """Interleaved rounds over zero-argument callables, one round at a time (the engine of :func:`time_calls`).
+
+    Building it calls every callable once (``first_ms``) and ``warmup`` more times (``warmup_ms``).
+    Each :meth:`round` then calls the callables of ``order`` in turn and records their times in
+    :attr:`timings` (one :class:`Timing` per callable; a new ``rounds_ms`` list per round). A caller
+    that decides between rounds (e.g. to stop once measurements agree) drives it directly.
+    """
+
+    def __init__(self, calls, warmup: int = 5, clock=time.perf_counter):
+        self.calls, self.clock = list(calls), clock
+        self.timings = []
+        for fn in self.calls:
+            first = _ms(fn, clock)
+            self.timings.append(Timing(first, [_ms(fn, clock) for _ in range(max(int(warmup), 0))]))
+        self._last = len(self.calls) - 1  # the callable that ran last
+
+    def round(self, runs: int, order=None, settle: bool = True) -> None:
+        """One round: every callable of ``order`` (indices; default all, in order; an index may appear
+        more than once, its times pooled in this round) in turn: one untimed call when another callable
+        ran since its last call (``settle``), then ``runs`` timed calls."""
+        order = range(len(self.calls)) if order is None else order
+        opened = set()
+        for i in order:
+            fn, timing = self.calls[i], self.timings[i]
+            if i not in opened:
+                opened.add(i)
+                timing.rounds_ms.append([])
+            if settle and self._last != i:
+                fn()
+            times = [_ms(fn, self.clock) for _ in range(int(runs))]
+            timing.times_ms.extend(times)
+            timing.rounds_ms[-1].extend(times)
+            self._last = i
+
+
 def time_calls(calls, runs: int = 50, warmup: int = 5, rounds: int = 1, settle: bool = True,
                clock=time.perf_counter, progress: str | None = None) -> list:
     """Time zero-argument callables in interleaved rounds: one :class:`Timing` per callable.
 
     The timing engine of every host measurement (whole models, single-op models, latency-table
-    entries, validation networks). First each callable is called once (``first_ms``) and
-    ``warmup`` more times (``warmup_ms``). Then ``rounds`` rounds call every callable in turn: one
-    untimed call when other callables ran since its last call (``settle``: their data left the
-    caches cold), then its share of the ``runs`` timed calls (split as evenly as possible over the
-    rounds; ``runs`` in all). A passing disturbance on a shared machine thus spreads over all
-    callables instead of skewing a few, and each one's median ignores it. ``clock``: a function
-    returning seconds (wall time by default; see :data:`CLOCKS`). A round robin of one timed call
-    per callable and round (``tinysr bench``) is ``runs=rounds, rounds=rounds, settle=False``.
-    ``progress``: show a progress bar over the rounds with this description (None: none).
+    entries, validation networks), through :class:`Rounds`. First each callable is called once
+    (``first_ms``) and ``warmup`` more times (``warmup_ms``). Then ``rounds`` rounds call every
+    callable in turn: one untimed call when other callables ran since its last call (``settle``:
+    their data left the caches cold), then its share of the ``runs`` timed calls (split as evenly
+    as possible over the rounds; ``runs`` in all). A passing disturbance on a shared machine thus
+    spreads over all callables instead of skewing a few, and each one's median ignores it.
+    ``clock``: a function returning seconds (wall time by default; see :data:`CLOCKS`). A round
+    robin of one timed call per callable and round (``tinysr bench``) is ``runs=rounds,
+    rounds=rounds, settle=False``. ``progress``: show a progress bar over the rounds with this
+    description (None: none).
     """
     calls = list(calls)
     runs = max(int(runs), 1)
     rounds = max(min(int(rounds), runs), 1)
     per_round = [runs // rounds + (r < runs % rounds) for r in range(rounds)]
     settle = settle and len(calls) > 1
-    timings = []
-    for fn in calls:
-        first = _ms(fn, clock)
-        timings.append(Timing(first, [_ms(fn, clock) for _ in range(max(int(warmup), 0))]))
+    engine = Rounds(calls, warmup, clock)
     from tqdm.auto import tqdm
 
     for n in tqdm(per_round, desc=progress, disable=progress is None, leave=False):
-        for fn, timing in zip(calls, timings):
-            if settle:
-                fn()
-            timing.times_ms.extend(_ms(fn, clock) for _ in range(n))
-    return timings
+        engine.round(n, settle=settle)
+    return engine.timings
 
 
 def random_input(shape, dtype, rng: np.random.Generator) -> np.ndarray:
@@ -204,14 +238,9 @@ def litert_interpreter(model, threads: int = 1, delegate: str = "xnnpack"):
     return Interpreter(num_threads=int(threads), experimental_op_resolver_type=resolver, **kw)
 
 
-def time_litert_models(models, threads: int = 1, delegate: str = "xnnpack", warmup: int = 5, runs: int = 50,
-                       rounds: int = 1, seed: int = 0, clock: str = "wall") -> list:
-    """Whole-model timings of several .tflite (paths or bytes), interleaved (:func:`time_calls`).
-
-    Every Interpreter is built, allocated (``init_ms``, wall time) and given random inputs first.
-    ``clock``: ``wall`` or ``thread-cpu`` (:data:`CLOCKS`).
-    """
-    clock_fn = clock_for(clock, threads)
+def litert_invokes(models, threads: int = 1, delegate: str = "xnnpack", seed: int = 0) -> tuple:
+    """``(invokes, init_ms)``: an allocated Interpreter per .tflite (path or bytes), given random inputs,
+    and its bound ``invoke``; ``init_ms``: building and allocating each (wall time)."""
     rng = np.random.default_rng(seed)
     invokes, inits = [], []
     for model in models:
@@ -222,6 +251,29 @@ def time_litert_models(models, threads: int = 1, delegate: str = "xnnpack", warm
         for d in interp.get_input_details():
             interp.set_tensor(d["index"], random_input(tuple(d["shape"]), d["dtype"], rng))
         invokes.append(interp.invoke)
+    return invokes, inits
+
+
+def litert_rounds(models, threads: int = 1, delegate: str = "xnnpack", warmup: int = 5, seed: int = 0,
+                  clock: str = "wall") -> Rounds:
+    """:class:`Rounds` over the Interpreters of several .tflite (paths or bytes), loaded and warmed up,
+    for a caller that runs the rounds itself (``init_ms`` of each timing set)."""
+    invokes, inits = litert_invokes(models, threads, delegate, seed)
+    engine = Rounds(invokes, warmup, clock_for(clock, threads))
+    for timing, init in zip(engine.timings, inits):
+        timing.init_ms = init
+    return engine
+
+
+def time_litert_models(models, threads: int = 1, delegate: str = "xnnpack", warmup: int = 5, runs: int = 50,
+                       rounds: int = 1, seed: int = 0, clock: str = "wall") -> list:
+    """Whole-model timings of several .tflite (paths or bytes), interleaved (:func:`time_calls`).
+
+    Every Interpreter is built, allocated (``init_ms``, wall time) and given random inputs first.
+    ``clock``: ``wall`` or ``thread-cpu`` (:data:`CLOCKS`).
+    """
+    clock_fn = clock_for(clock, threads)
+    invokes, inits = litert_invokes(models, threads, delegate, seed)
     timings = time_calls(invokes, runs, warmup, rounds, clock=clock_fn)
     for timing, init in zip(timings, inits):
         timing.init_ms = init

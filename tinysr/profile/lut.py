@@ -18,6 +18,16 @@ inputs) is cut out of it (:func:`tinysr.export.flatbuffer.slice_op`). The overhe
 network costs beyond its parts: the measured median of the smallest network of the space (the
 skeleton around the cell ``identity@in``) minus the sum of its table entries.
 
+**Relative entries** (format ``tinysr.lut/3``): a shared machine's speed drifts from minute to
+minute, so every model of a build is timed in interleaved rounds that open and close with a fixed
+*reference network* (:data:`REFERENCES`; :meth:`Timer.measure_relative`). Each entry keeps, besides
+its absolute median, its cost relative to the reference measured in the same round (``rel``: the
+median over rounds of entry / reference) and that ratio's spread; rounds are repeated until every
+spread is below a bound or a time limit is hit. A table with relative entries predicts
+``relative cost x reference ms``: the reference's time recorded at build time, or re-measured
+now (:meth:`LatencyTable.rescale`), so that one short measurement moves every prediction to
+the machine's current speed.
+
 **Calibration** (:func:`fit_calibration`): a few whole networks of the space
 (:func:`calibration_genotypes`), timed in the same interleaved rounds as the entries by
 :func:`build_lut` (or later, for an existing table, by :func:`tinysr.profile.predict.calibrate`),
@@ -31,21 +41,24 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import math
 import os
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from tinysr.genotype import CellNode, Genotype, NetworkGenotype
+from tinysr.genotype import TPSR_GENOTYPE, CellNode, Genotype, NetworkGenotype
 from tinysr.ops import OP_NAMES, OPS
 
-FORMAT = "tinysr.lut/2"
-#: Table formats this module reads: /1 has no ``calibration`` (op_scale 1, network_ms 0).
-READABLE_FORMATS = ("tinysr.lut/1", FORMAT)
+FORMAT = "tinysr.lut/3"
+#: Table formats this module reads: /1 has no ``calibration`` (op_scale 1, network_ms 0); /2 and /1 have
+#: no relative entries (no ``reference`` record: absolute entries, as before).
+READABLE_FORMATS = ("tinysr.lut/1", "tinysr.lut/2", FORMAT)
 #: Search spaces a table can be built for: cell width, nodes per cell and candidate ops.
 SPACES = {"tpsr": {"n_feats": 16, "num_nodes": 10, "ops": OP_NAMES},
           # the trilevel search (tinysr.search.trilevel): skip, the width-searched res3 / mb3 at these
@@ -69,6 +82,20 @@ def skeleton_name(upsampler: str, clip: bool, linear: bool = False) -> str:
 OVERHEAD_REFERENCE = "identity@in"
 #: The trilevel space's overhead reference: the smallest network (head and the sub-pixel output layer).
 TRILEVEL_REFERENCE = "B up"
+#: The fixed network every model of a build is timed against, per space (at the table's cell width).
+#: TPSR spaces: the paper's TPSR cell network (``tinysr.genotype.TPSR_GENOTYPE``). Its time is that of
+#: a typical network the table predicts (a 10-node cell of the space's ops in the skeleton, mid-range
+#: of the space's Mult-Adds), and its mix of convolutions, depthwise convolutions, PReLUs and ADDs is
+#: theirs, so a slow-down of the host that hits memory-bound and compute-bound operators unequally
+#: still moves the reference as it moves the predicted networks; and it is long enough (several
+#: times the per-invoke cost) that its own timing jitter weighs little in each round's ratio. The
+#: overhead reference ``identity@in`` (the skeleton alone, no cell operation) would share none of the
+#: cell's operators. Trilevel: its overhead reference (the space has no fixed mid-range network).
+REFERENCES = {"tpsr": str(TPSR_GENOTYPE), "tpsr_plus": str(TPSR_GENOTYPE), "trilevel": TRILEVEL_REFERENCE}
+#: Default bound on an entry's relative spread (percent) and time limit (seconds) of a build's rounds.
+MAX_SPREAD_PCT = 3.0
+TIME_LIMIT_S = 300.0
+SPREAD_DEFINITION = "(p90 - p10) / median of the per-round ratios model / reference, percent"
 CALIBRATION_MODEL = "predicted = overhead + skeleton + op_scale * (node entries + leaf-sum ADDs) + network_ms"
 
 
@@ -302,6 +329,71 @@ class Timer:
                                      clock=self.clock)
         return [(t.median_ms, t.p90_ms, len(t.times_ms)) for t in timings]
 
+    def rounds(self, flats: list):
+        """The round engine over ``flats`` (loaded and warmed up): :class:`tinysr.profile.host.Rounds` on
+        the host; over adb, one ``benchmark_model`` call per model and round (its median the round's time)."""
+        if self.kind == "host":
+            from tinysr.profile.host import litert_rounds
+
+            return litert_rounds(flats, self.threads, self.delegate, self.warmup, clock=self.clock)
+        return _AdbRounds(self, flats)
+
+    def measure_relative(self, flats: list, ref: int, rounds: int = 5, max_spread: float | None = None,
+                         time_limit: float = 0.0, progress=None) -> list:
+        """Time ``flats`` in interleaved rounds against ``flats[ref]`` (the reference network).
+
+        Every round times the reference first, then each model still measured (one untimed run,
+        then ``ceil(runs / rounds)`` timed runs each), then the reference again; a model's ratio in
+        the round is the median of its round's runs over the median of the reference's runs in that
+        round, so that a change of the machine's speed between rounds cancels. ``rounds`` rounds
+        are always run. With ``max_spread`` (percent), more rounds follow for the models whose
+        spread (:func:`relative_spread`: (p90 - p10) / median of their per-round ratios) is above
+        it (a model needs 3 rounds to settle) until none is left or ``time_limit`` seconds (of the
+        whole timing, checked after each round) have passed.
+
+        Returns one dict per model: ``median_ms`` / ``p90_ms`` (of all its timed runs; no p90 over
+        adb), ``runs``, ``rounds``, ``rel`` (median of the per-round ratios; the reference: 1) and
+        ``spread_pct`` (None with one round).
+        """
+        if not 0 <= int(ref) < len(flats):
+            raise ValueError(f"reference index {ref} is not one of the {len(flats)} models")
+        if max_spread is not None and not float(max_spread) > 0:
+            raise ValueError(f"the spread bound must be a positive percentage, got {max_spread}")
+        if not float(time_limit) >= 0:
+            raise ValueError(f"the time limit must be >= 0 seconds, got {time_limit}")
+        say = progress or (lambda msg: None)
+        rounds = max(min(int(rounds), self.runs), 1)
+        per_round = max(1, math.ceil(self.runs / rounds))
+        start = time.monotonic()
+        engine = self.rounds(flats)
+        timings = engine.timings
+        active = [i for i in range(len(flats)) if i != ref]
+        ratios = {i: [] for i in active}
+        done = 0
+        while True:
+            engine.round(per_round, [ref] + active + [ref])
+            done += 1
+            ref_ms = statistics.median(timings[ref].rounds_ms[-1])
+            for i in active:
+                ratios[i].append(statistics.median(timings[i].rounds_ms[-1]) / ref_ms)
+            if done < rounds:
+                continue
+            if max_spread is None or not active:
+                break
+            active = [i for i in active if len(ratios[i]) < 3 or relative_spread(ratios[i]) > max_spread]
+            elapsed = time.monotonic() - start
+            if not active or elapsed >= time_limit:
+                break
+            say(f"round {done + 1}: {len(active)} model(s) above {max_spread:g}% spread ({elapsed:.0f} s)")
+        out = []
+        for i, t in enumerate(timings):
+            p90 = float(np.percentile(t.times_ms, 90)) if self.kind == "host" else None
+            rel = [1.0] * len(t.rounds_ms) if i == ref else ratios[i]
+            out.append({"median_ms": float(statistics.median(t.times_ms)), "p90_ms": p90, "runs": len(t.times_ms)
+                        * (1 if self.kind == "host" else per_round), "rounds": len(t.rounds_ms),
+                        "rel": float(statistics.median(rel)), "spread_pct": relative_spread(rel)})
+        return out
+
     def _adb_once(self, flat: bytes, runs: int) -> float:
         from tinysr.profile.adb import profile_on_device
 
@@ -319,7 +411,7 @@ class Timer:
         return float(median)
 
     def describe(self) -> tuple:
-        """``(device dict, runtime dict)`` for the table's header."""
+        """``(device dict, runtime dict)`` for a table's or a measurement's header."""
         from tinysr.profile.host import host_device_info
         from tinysr.provenance import tool_versions
 
@@ -336,27 +428,86 @@ class Timer:
         return device, runtime
 
 
+class _AdbRounds:
+    """:class:`tinysr.profile.host.Rounds`' interface over adb: a round runs ``benchmark_model`` once per
+    model of its order, and that run's median is the model's one time of the round."""
+
+    def __init__(self, timer: Timer, flats: list):
+        from tinysr.profile.host import Timing
+
+        self.timer, self.flats = timer, list(flats)
+        self.timings = [Timing(float("nan")) for _ in self.flats]
+
+    def round(self, runs: int, order=None, settle: bool = True) -> None:
+        opened = set()
+        for i in range(len(self.flats)) if order is None else order:
+            if i not in opened:
+                opened.add(i)
+                self.timings[i].rounds_ms.append([])
+            ms = self.timer._adb_once(self.flats[i], int(runs))
+            self.timings[i].times_ms.append(ms)
+            self.timings[i].rounds_ms[-1].append(ms)
+
+
+def relative_spread(ratios) -> float | None:
+    """Spread of per-round ratios in percent: ``(p90 - p10) / median * 100`` (numpy's linear
+    percentiles); None for fewer than two rounds."""
+    if len(ratios) < 2:
+        return None
+    r = np.asarray(ratios, float)
+    return float((np.percentile(r, 90) - np.percentile(r, 10)) / np.median(r) * 100.0)
+
+
+def convert_reference(space: str, network: str, scale: int, n_feats: int, size, cache_dir=None) -> bytes:
+    """The .tflite of a table's reference network (text of a genotype of ``space``) at its size and width."""
+    h, w = (int(v) for v in size)
+    if space == "trilevel":
+        from tinysr.models.trilevel import TrilevelSR
+
+        def make():
+            torch.manual_seed(0)
+            return convert_network(TrilevelSR(network, scale, n_feats), (h, w))
+
+        return convert_cached(make, cache_dir,
+                              f"net_trilevel_{network.replace(' ', '_')}_n{n_feats}_x{scale}_{h}x{w}.tflite")
+    return convert_genotype(Genotype.parse(network), scale, n_feats, (h, w), cache_dir)
+
+
 def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr", input_size=(180, 320),
               scale: int = 4, threads: int = 1, runs: int = 30, warmup: int = 5, delegate: str | None = None,
               benchmark_binary=None, cache_dir=None, progress=None, rounds: int = 5, clock: str = "wall",
-              calibration_networks: int = 8, calibration_seed: int = 0, widths=None) -> dict:
+              calibration_networks: int = 8, calibration_seed: int = 0, widths=None,
+              max_spread: float = MAX_SPREAD_PCT, time_limit: float = TIME_LIMIT_S) -> dict:
     """Measure every entry of a latency table and calibrate it; the JSON-ready dict (``profiles/README.md``).
+
+    Every model (entries, overhead reference, calibration networks) is timed against the space's
+    reference network (:data:`REFERENCES`) in the same rounds (:meth:`Timer.measure_relative`):
+    each entry records its absolute median and p90 as before, and its cost relative to the
+    reference (``rel``) with that ratio's spread (``spread_pct``, :func:`relative_spread`); the
+    table's ``reference`` record holds the reference's absolute median. ``rounds``: the minimum
+    number of rounds (``runs`` timed runs per model over them); more rounds follow for the models
+    whose spread is above ``max_spread`` percent, until ``time_limit`` seconds of timing have
+    passed (0: ``rounds`` rounds only).
 
     ``calibration_networks``: whole networks (:func:`calibration_genotypes`) timed in the same
     interleaved rounds as the entries, so that both see the same machine, and fitted into the
-    table's ``calibration`` (0: none). ``widths``: an extended space's widths to measure (default all of
-    the space's; every entry's key names its width, so one table holds them all). ``cache_dir``: keep the converted models there and reuse
-    them (conversion is deterministic in structure; weights are random and do not change the
-    latency). ``progress``: ``callable(str)`` told about each entry. ``rounds``: the ``runs`` of
-    every model are split over this many interleaved rounds (see :meth:`Timer.measure`).
-    ``clock``: ``wall`` (latency as a user sees it) or ``thread-cpu`` (host, 1 thread: the CPU time
-    of the invoking thread, which leaves out waiting for a core on a busy shared machine); the
-    table records it, and its calibration and validation time with the same clock.
+    table's ``calibration`` (0: none; the fit is on their relative costs). ``widths``: an extended
+    space's widths to measure (default all of the space's; every entry's key names its width, so
+    one table holds them all). ``cache_dir``: keep the converted models there and reuse them
+    (conversion is deterministic in structure; weights are random and do not change the
+    latency). ``progress``: ``callable(str)`` told about each entry. ``clock``: ``wall`` (latency
+    as a user sees it) or ``thread-cpu`` (host, 1 thread: the CPU time of the invoking thread,
+    which leaves out waiting for a core on a busy shared machine); the table records it, and its
+    calibration and validation time with the same clock.
     """
     if space not in SPACES:
         raise ValueError(f"unknown search space {space!r}; known: {', '.join(SPACES)}")
     if int(calibration_networks) < 0:
         raise ValueError(f"calibration_networks must be 0 (none) or more, got {calibration_networks}")
+    if not float(max_spread) > 0:
+        raise ValueError(f"max_spread must be a positive percentage, got {max_spread}")
+    if not float(time_limit) >= 0:
+        raise ValueError(f"time_limit must be >= 0 seconds, got {time_limit}")
     h, w = (int(v) for v in input_size)
     widths = space_widths(space, widths)
     n = SPACES[space]["n_feats"] if SPACES[space]["n_feats"] in widths else widths[0]
@@ -369,35 +520,53 @@ def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr"
         flats.append(convert_cached(lambda: convert_part(make(), channels, size, op), cache_dir, f"{key}.tflite"))
     # Fixed overhead: the smallest network of the space, measured whole, minus its table entries.
     trilevel = space == "trilevel"
+    reference = REFERENCES[space]
     if trilevel:  # no calibration networks: the table is the plain sum of its entries
-        from tinysr.models.trilevel import TrilevelSR, network_parts
+        from tinysr.models.trilevel import network_parts
 
         ref, genos = TRILEVEL_REFERENCE, []
-        torch.manual_seed(0)
-        flats.append(convert_cached(lambda: convert_network(TrilevelSR(ref, scale, n), (h, w)), cache_dir,
-                                    f"net_trilevel_{ref.replace(' ', '_')}_n{n}_x{scale}_{h}x{w}.tflite"))
+        flats.append(convert_reference(space, ref, scale, n, (h, w), cache_dir))
     else:
         ref = Genotype.parse(OVERHEAD_REFERENCE)
         genos = (calibration_genotypes(calibration_networks, calibration_seed, space, widths)
                  if calibration_networks else [])
         for g in [ref] + genos:
             flats.append(convert_genotype(g, scale, n, (h, w), cache_dir))
+    # the reference network: one of the models above when it is (overhead reference, TPSR calibration network)
+    names = [str(ref)] + [str(g) for g in genos]
+    if reference in names:
+        ref_index = len(parts) + names.index(reference)
+    else:
+        flats.append(convert_reference(space, reference, scale, n, (h, w), cache_dir))
+        ref_index = len(flats) - 1
     rounds = max(min(int(rounds), int(runs)), 1)
     say(f"converted {len(flats)} models ({len(parts)} entries, the overhead reference, {len(genos)} calibration "
-        f"networks); timing them in {rounds} interleaved round(s)")
-    results = timer.measure(flats, rounds)
+        f"networks); timing them against the reference network '{reference}' in at least {rounds} interleaved "
+        f"round(s), more for those above {max_spread:g}% relative spread, up to {time_limit:g} s")
+    start = time.monotonic()
+    results = timer.measure_relative(flats, ref_index, rounds, max_spread, time_limit, say)
+    seconds = time.monotonic() - start
+    refm = results[ref_index]
     entries = {}
-    for (key, what, *_), (median, p90, n_runs) in zip(parts, results):
-        entries[key] = {"median_ms": median, "p90_ms": p90, "runs": n_runs, "what": what}
-        say(f"{key:<34} {median:9.3f} ms  ({what})")
-    ref_ms, ref_p90, ref_runs = results[len(parts)]
+    for (key, what, *_), r in zip(parts, results):
+        entries[key] = {"median_ms": r["median_ms"], "p90_ms": r["p90_ms"], "runs": r["runs"], "what": what,
+                        "rel": r["rel"], "spread_pct": r["spread_pct"], "rounds": r["rounds"]}
+        say(f"{key:<34} {r['median_ms']:9.3f} ms  x{r['rel']:.4f} of the reference "
+            f"(spread {_pct(r['spread_pct'])}, {r['rounds']} rounds)  ({what})")
+    ovr = results[len(parts)]
+    ref_ms, ref_p90, ref_runs = ovr["median_ms"], ovr["p90_ms"], ovr["runs"]
     if trilevel:
-        parts_ms = sum(entries[p.key]["median_ms"] for p in network_parts(ref, n, (h, w), scale))
+        counts = [(1, p.key) for p in network_parts(ref, n, (h, w), scale)]
     else:
-        parts_ms = (sum(p.count(ref) * entries[p.key]["median_ms"] for p in skeleton_parts(n, h, w, scale))
-                    + sum(entries[op_key(nd.op, n, h, w)]["median_ms"] for nd in ref.nodes))
+        counts = ([(p.count(ref), p.key) for p in skeleton_parts(n, h, w, scale)]
+                  + [(1, op_key(nd.op, n, h, w)) for nd in ref.nodes])
+    parts_ms = sum(c * entries[k]["median_ms"] for c, k in counts)
+    parts_rel = sum(c * entries[k]["rel"] for c, k in counts)
     overhead = ref_ms - parts_ms
-    say(f"{'overhead':<34} {overhead:9.3f} ms  (network {ref} {ref_ms:.3f} ms - parts {parts_ms:.3f} ms)")
+    say(f"{'overhead':<34} {overhead:9.3f} ms  (network {ref} {ref_ms:.3f} ms - parts {parts_ms:.3f} ms; "
+        f"relative {ovr['rel'] - parts_rel:+.4f})")
+    spreads = [e["spread_pct"] for e in entries.values() if e["spread_pct"] is not None]
+    unsettled = sorted(k for k, e in entries.items() if e["spread_pct"] is None or e["spread_pct"] > max_spread)
     dev, rt = timer.describe()
     data = {
         "format": FORMAT,
@@ -409,31 +578,50 @@ def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr"
         "runtime": rt,
         "date": now_utc(),
         "method": (f"each entry converted on its own (convert_tflite mode=mobile, NHWC, random weights) and timed "
-                   f"whole: {warmup} warm-up runs, then median / p90 of {results[0][2]} runs taken in {rounds} "
-                   "interleaved rounds over all entries (one untimed run per entry and round) "
+                   f"whole: {warmup} warm-up runs, then at least {rounds} interleaved rounds over all entries, each "
+                   f"round opened and closed by the reference network '{reference}' (one untimed run per model and "
+                   f"round, then {max(1, math.ceil(int(runs) / rounds))} timed runs), more rounds for entries whose "
+                   f"relative spread was above {max_spread:g}% (up to {time_limit:g} s) "
                    f"({_host_clock_text(clock) if timer.kind == 'host' else 'benchmark_model over adb'}); "
+                   "median_ms / p90_ms of all timed runs, rel = median over rounds of entry / reference of the round; "
                    "the leaf-sum ADD is the ADD operator cut out of a converted two-branch graph; overhead = "
                    f"measured median of the network '{ref}' minus the sum of its entries"),
         "warmup": int(warmup),
-        "runs": int(results[0][2]),
+        "runs": int(results[0]["runs"]),
         "rounds": int(rounds),
         "clock": clock,
         "skeleton": None if trilevel else skeleton_layout(n, h, w, scale),
+        "reference": {"genotype": reference, "ms": refm["median_ms"], "p90_ms": refm["p90_ms"], "runs": refm["runs"],
+                      "rounds": refm["rounds"], "spread": SPREAD_DEFINITION, "max_spread_pct": float(max_spread),
+                      "time_limit_s": float(time_limit), "seconds": seconds,
+                      "max_entry_spread_pct": max(spreads) if spreads else None, "unsettled": unsettled},
         "overhead": {"ms": overhead, "reference_genotype": str(ref), "reference_ms": ref_ms,
-                     "reference_p90_ms": ref_p90, "reference_parts_ms": parts_ms},
+                     "reference_p90_ms": ref_p90, "reference_parts_ms": parts_ms,
+                     "rel": ovr["rel"] - parts_rel, "reference_rel": ovr["rel"], "reference_parts_rel": parts_rel},
         "entries": entries,
     }
+    if unsettled:
+        say(f"{len(unsettled)} entries still above {max_spread:g}% relative spread after {seconds:.0f} s: "
+            + ", ".join(unsettled[:8]) + (" ..." if len(unsettled) > 8 else ""))
     if trilevel:
         data["space_ops"], data["space_ratios"] = list(SPACES[space]["ops"]), list(SPACES[space]["ratios"])
     if "widths" in SPACES[space]:
         data["widths"] = list(widths)
         data["skeletons"] = list(SPACES[space]["skeletons"])
     if genos:
-        data["calibration"] = calibration_record(LatencyTable(data), genos, results[len(parts) + 1:], calibration_seed,
-                                                 warmup, rounds, "timed in the same interleaved rounds as the entries")
+        cal = results[len(parts) + 1:len(parts) + 1 + len(genos)]
+        data["calibration"] = calibration_record(LatencyTable(data), genos,
+                                                 [(r["median_ms"], r["p90_ms"], r["runs"]) for r in cal],
+                                                 calibration_seed, warmup, rounds,
+                                                 "timed in the same interleaved rounds as the entries",
+                                                 relative=[r["rel"] for r in cal])
         for line in calibration_lines(data["calibration"]):
             say(line)
     return data
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{v:.1f}%"
 
 
 def now_utc() -> str:
@@ -535,15 +723,23 @@ def calibration_genotypes(networks: int = 8, seed: int = 0, space: str = "tpsr",
 
 
 def calibration_record(table: "LatencyTable", genos: list, results: list, seed: int, warmup: int, rounds: int,
-                       how: str) -> dict:
-    """The table's ``calibration``: the fit (:func:`fit_calibration`) of ``genos`` measured as ``results``."""
+                       how: str, relative=None) -> dict:
+    """The table's ``calibration``: the fit (:func:`fit_calibration`) of ``genos`` measured as ``results``.
+
+    ``relative``: the networks' measured costs relative to the table's reference network (a table
+    with relative entries): the fit is then on those, in the table's units (relative cost x the
+    reference's recorded ms), and records ``network_rel`` (``network_ms`` / reference ms) too.
+    """
     terms = [table.cell_terms(g) for g in genos]
-    measured = [r[0] for r in results]
+    measured = [r[0] for r in results] if relative is None else [v * table.reference_ms for v in relative]
     fit = fit_calibration([b for b, _ in terms], [c for _, c in terms], measured)
     rows = [{"genotype": str(g), "measured_ms": med, "measured_p90_ms": p90, "runs": n_runs, "table_ms": base + cell,
              "calibrated_ms": base + fit["op_scale"] * cell + fit["network_ms"]}
             for g, (base, cell), (med, p90, n_runs) in zip(genos, terms, results)]
-    return {
+    if relative is not None:
+        for row, v, m in zip(rows, relative, measured):
+            row["measured_rel"], row["measured_ref_ms"] = float(v), float(m)
+    rec = {
         "model": CALIBRATION_MODEL, "op_scale": fit["op_scale"], "network_ms": fit["network_ms"],
         "fit": "least squares of the relative error over the networks below, op_scale >= 0",
         "networks_from": (f"the published TPSR cell + {len(genos) - 1} of {CALIBRATION_CANDIDATES} random genotypes "
@@ -555,13 +751,18 @@ def calibration_record(table: "LatencyTable", genos: list, results: list, seed: 
         "after": error_stats([r["calibrated_ms"] for r in rows], measured),
         "networks": rows,
     }
+    if relative is not None:
+        rec["network_rel"] = fit["network_ms"] / table.reference_ms
+        rec["measured"] = ("relative to the reference network in the same rounds (measured_rel), in the table's ms: "
+                           "measured_ref_ms = measured_rel x reference.ms")
+    return rec
 
 
 def calibration_lines(cal: dict) -> list:
     """One line per calibration network: measured, table sum and calibrated prediction."""
     lines = []
     for r in cal["networks"]:
-        m, t, c = r["measured_ms"], r["table_ms"], r["calibrated_ms"]
+        m, t, c = r.get("measured_ref_ms", r["measured_ms"]), r["table_ms"], r["calibrated_ms"]
         lines.append(f"measured {m:8.2f} ms  table {t:8.2f} ms ({(t - m) / m * 100:+5.1f}%)  "
                      f"calibrated {c:8.2f} ms ({(c - m) / m * 100:+5.1f}%)  {r['genotype']}")
     return lines
@@ -576,10 +777,17 @@ def format_calibration(cal: dict) -> str:
 
 # ------------------------------------------------------------------------------ the table
 class LatencyTable:
-    """A loaded latency table with everything :meth:`predict` needs precomputed."""
+    """A loaded latency table with everything :meth:`predict` needs precomputed.
 
-    def __init__(self, data: dict, source: str = ""):
-        self._read_header(data, source)
+    A table with relative entries (``reference`` record, format ``tinysr.lut/3``) predicts from them:
+    every entry, the overhead and the calibration's per-network term are relative costs times
+    :attr:`reference_ms`, the reference network's time: the one recorded at build time unless
+    ``reference_ms`` is given, :meth:`set_reference_ms` sets another or :meth:`rescale` measures it
+    now. A table without them (older formats) predicts from the absolute entries, as before.
+    """
+
+    def __init__(self, data: dict, source: str = "", reference_ms: float | None = None):
+        self._read_header(data, source, reference_ms)
         self.parts = skeleton_parts(self.n, self.h, self.w, self.scale)
         missing = [p.key for p in self.parts if p.key not in self.entries]
         if missing:
@@ -591,6 +799,8 @@ class LatencyTable:
         cal = data.get("calibration") or {}
         self.op_scale = float(cal.get("op_scale", 1.0))
         self.network_ms = float(cal.get("network_ms", 0.0))
+        if self.relative and "network_rel" in cal:
+            self.network_ms = float(cal["network_rel"]) * self.reference_ms
         # predict() is a pure sum over these (calibration folded in)
         self.op_ms = {k: v * self.op_scale for k, v in self.raw_op_ms.items()}
         self.add_ms = self.entries[self.leaf_add.key] * self.op_scale
@@ -598,10 +808,12 @@ class LatencyTable:
         self.widths = tuple(int(v) for v in data.get("widths", [self.n]))
         self._skeletons: dict = {}  # (width, upsampler, clip) -> (skeleton ms, leaf-sum ADD ms, parts)
 
-    def _read_header(self, data: dict, source: str) -> None:
-        """What every table has: format, space, size, scale, width, clock, entries and overhead."""
+    def _read_header(self, data: dict, source: str, reference_ms: float | None = None) -> None:
+        """What every table has: format, space, size, scale, width, clock, entries and overhead (in ms: the
+        relative entries times the reference's ms when the table has them)."""
+        where = source or "profile"
         if data.get("format") not in READABLE_FORMATS:
-            raise ValueError(f"{source or 'profile'}: not a latency table ({' or '.join(READABLE_FORMATS)}; "
+            raise ValueError(f"{where}: not a latency table ({' or '.join(READABLE_FORMATS)}; "
                              f"format: {data.get('format')!r})")
         self.data, self.source = data, source
         self.space = data.get("space", "tpsr")
@@ -609,8 +821,71 @@ class LatencyTable:
         self.h, self.w = (int(v) for v in data["input_size"])
         self.scale = int(data["scale"])
         self.clock = data.get("clock", "wall")
-        self.entries = {k: float(v["median_ms"]) for k, v in data["entries"].items()}
-        self.overhead_ms = float(data.get("overhead", {}).get("ms", 0.0))
+        ref = data.get("reference") or {}
+        overhead = data.get("overhead", {})
+        self.relative = bool(ref) and "rel" in overhead and all("rel" in v for v in data["entries"].values())
+        if ref and not self.relative:
+            raise ValueError(f"{where}: the table has a reference network but not every entry and the overhead "
+                             "has its relative cost ('rel')")
+        self.reference = ref.get("genotype")
+        self.table_reference_ms = float(ref["ms"]) if self.relative else None
+        if reference_ms is not None and not self.relative:
+            raise ValueError(f"{where} has no relative entries (format {data.get('format')}): its predictions cannot "
+                             "be rescaled to a reference time; rebuild it with tinysr lut build")
+        if reference_ms is not None and not (float(reference_ms) > 0 and math.isfinite(float(reference_ms))):
+            raise ValueError(f"the reference network's time must be a positive number of ms, got {reference_ms}")
+        self.reference_ms = float(reference_ms) if reference_ms is not None else self.table_reference_ms
+        if self.relative:
+            self.entries = {k: float(v["rel"]) * self.reference_ms for k, v in data["entries"].items()}
+            self.overhead_ms = float(overhead["rel"]) * self.reference_ms
+        else:
+            self.entries = {k: float(v["median_ms"]) for k, v in data["entries"].items()}
+            self.overhead_ms = float(overhead.get("ms", 0.0))
+
+    def set_reference_ms(self, ms: float) -> "LatencyTable":
+        """Predict with the reference network taking ``ms`` (e.g. measured now): every prediction scales by
+        ``ms`` / the recorded time. Only for a table with relative entries; returns the table."""
+        type(self).__init__(self, self.data, self.source, ms)
+        return self
+
+    @property
+    def speed_ratio(self) -> float | None:
+        """The reference's time used now over its time at build time (1: as built; None: absolute table)."""
+        return self.reference_ms / self.table_reference_ms if self.relative else None
+
+    def relative_cost(self, genotype) -> float:
+        """The network's predicted cost relative to the reference network (the prediction / :attr:`reference_ms`)."""
+        if not self.relative:
+            raise ValueError(f"{self.source or 'profile'} has no relative entries: rebuild it with tinysr lut build")
+        return self.predict(genotype) / self.reference_ms
+
+    def timer(self, runs: int = 20, warmup: int = 3, benchmark_binary=None) -> Timer:
+        """A :class:`Timer` with the table's device, runtime, delegate, threads and clock."""
+        rt = self.data.get("runtime", {})
+        return Timer(self.device, rt.get("name", "litert"), self.threads, rt.get("delegate"), warmup, runs,
+                     benchmark_binary, self.clock)
+
+    def reference_flat(self, cache_dir=None) -> bytes:
+        """The .tflite of the table's reference network (relative tables), at the table's size, scale and width."""
+        if not self.relative:
+            raise ValueError(f"{self.source or 'profile'} has no reference network (no relative entries): "
+                             "rebuild it with tinysr lut build")
+        return convert_reference(self.space, self.reference, self.scale, self.n, (self.h, self.w), cache_dir)
+
+    def measure_reference(self, runs: int = 20, warmup: int = 3, rounds: int = 2, cache_dir=None,
+                          benchmark_binary=None) -> float:
+        """The reference network's time (median ms) measured now on the table's device and settings."""
+        flat = self.reference_flat(cache_dir)
+        return float(self.timer(runs, warmup, benchmark_binary).measure([flat], rounds)[0][0])
+
+    def rescale(self, runs: int = 20, warmup: int = 3, rounds: int = 2, cache_dir=None,
+                benchmark_binary=None) -> float:
+        """Re-measure the reference network now and predict with its time (:meth:`set_reference_ms`), so that
+        every prediction follows the machine's current speed (a search calls it once at its start).
+        Returns the measured ms. ``ValueError`` for a table without relative entries."""
+        ms = self.measure_reference(runs, warmup, rounds, cache_dir, benchmark_binary)
+        self.set_reference_ms(ms)
+        return ms
 
     @classmethod
     def load(cls, path) -> "LatencyTable":
@@ -751,8 +1026,8 @@ class TrilevelTable(LatencyTable):
     """A latency table of the trilevel space (:mod:`tinysr.models.trilevel`): a network's latency is
     the overhead plus the entries of its parts (:func:`tinysr.models.trilevel.network_parts`); no calibration."""
 
-    def __init__(self, data: dict, source: str = ""):
-        self._read_header(data, source)
+    def __init__(self, data: dict, source: str = "", reference_ms: float | None = None):
+        self._read_header(data, source, reference_ms)
         if self.space != "trilevel":
             raise ValueError(f"{source or 'profile'}: not a latency table of the trilevel space")
         self.op_scale, self.network_ms = 1.0, 0.0

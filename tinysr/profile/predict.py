@@ -7,13 +7,16 @@
                 + op_scale * (sum over nodes of entry[op + PReLU] + (leaves - 1) * entry[ADD])
                 + network_ms
 
-(``op_scale`` = 1 and ``network_ms`` = 0 until the table is calibrated). It is pure Python over a
+(``op_scale`` = 1 and ``network_ms`` = 0 until the table is calibrated; a table with relative entries
+adds up relative costs and multiplies by its reference network's time, the recorded one or one
+measured now: :func:`rescale_table`). It is pure Python over a
 precomputed ``{op: ms}`` dict (hundreds of thousands of predictions a second), so a search can
 call it in its inner loop. :func:`measure_latency` converts and times a network for real (host
 Interpreter, or ``benchmark_model`` over adb) for measured-in-the-loop search, for
 :func:`calibrate`, which fits the two calibration terms to a few measured networks, and for
 :func:`validate`, which compares prediction and measurement on random genotypes of the search
-space (never the calibration networks).
+space (never the calibration networks), timed against the table's reference network in the same
+rounds so that the comparison of relative costs is free of the machine's drift.
 """
 from __future__ import annotations
 
@@ -50,6 +53,17 @@ def load_table(profile) -> LatencyTable:
         return hit[1]
     table = LatencyTable.load(path)
     _TABLES[key] = (stamp, table)
+    return table
+
+
+def rescale_table(profile, runs: int = 20, warmup: int = 3, rounds: int = 2, cache_dir=None,
+                  benchmark_binary=None) -> LatencyTable:
+    """Load a table with relative entries (cached, as :func:`load_table`) and re-measure its reference
+    network now (:meth:`LatencyTable.rescale`): every later prediction from it, including
+    ``predict_latency(genotype, <the same path>)``, follows the machine's current speed. A search calls
+    it once at its start. ``ValueError`` for a table without relative entries."""
+    table = load_table(profile)
+    table.rescale(runs, warmup, rounds, cache_dir, benchmark_binary)
     return table
 
 
@@ -161,21 +175,29 @@ def sample_genotypes(samples: int, seed: int = 0, space: str = "tpsr", exclude=(
 
 
 def _measure_networks(table: LatencyTable, genos: list, runs: int, warmup: int, rounds: int, cache_dir,
-                      benchmark_binary, say) -> tuple:
+                      benchmark_binary, say, reference=None) -> tuple:
     """Convert ``genos`` as networks of the table's size / scale / width and time them interleaved.
 
-    Returns ``([(median_ms, p90_ms, runs)], timer, rounds)``.
+    Returns ``([(median_ms, p90_ms, runs)], timer, rounds)``. With ``reference`` (a genotype of the
+    space, or ``True``: the table's reference network), every round opens and closes with it
+    (:meth:`~tinysr.profile.lut.Timer.measure_relative`) and the results are
+    ``(results, reference result, timer, rounds)``, one dict per network (``median_ms``, ``p90_ms``,
+    ``runs``, ``rounds``, ``rel``, ``spread_pct``).
     """
-    rt = table.data.get("runtime", {})
-    timer = Timer(table.device, rt.get("name", "litert"), table.threads, rt.get("delegate"), warmup, runs,
-                  benchmark_binary, table.clock)
+    timer = table.timer(runs, warmup, benchmark_binary)
     flats = []
     for i, g in enumerate(genos):
         flats.append(convert_genotype(g, table.scale, table.n, (table.h, table.w), cache_dir))
         say(f"converted {i + 1}/{len(genos)}")
     rounds = max(min(int(rounds), int(runs)), 1)
-    say(f"timing {len(flats)} networks in {rounds} interleaved round(s)")
-    return timer.measure(flats, rounds), timer, rounds
+    if reference is None:
+        say(f"timing {len(flats)} networks in {rounds} interleaved round(s)")
+        return timer.measure(flats, rounds), timer, rounds
+    flats.append(table.reference_flat(cache_dir) if reference is True
+                 else convert_genotype(reference, table.scale, table.n, (table.h, table.w), cache_dir))
+    say(f"timing {len(genos)} networks in {rounds} interleaved round(s) with the reference network")
+    results = timer.measure_relative(flats, len(flats) - 1, rounds)
+    return results[:-1], results[-1], timer, rounds
 
 
 # ------------------------------------------------------------------------------ calibration
@@ -184,21 +206,32 @@ def calibrate(profile, networks: int = 8, seed: int = 0, runs: int = 30, warmup:
     """(Re)calibrate an existing table: time :func:`~tinysr.profile.lut.calibration_genotypes` on the
     table's device and fit its calibration terms to the stored entries.
 
-    Returns the table's dict with a new ``calibration`` record (format ``tinysr.lut/2``). The
-    networks are timed now, the entries were timed when the table was built: on a machine whose
-    load changes, prefer ``build_lut``, which times both together.
+    Returns the table's dict with a new ``calibration`` record (an older table keeps its format:
+    ``tinysr.lut/1`` tables become ``/2``). A table with relative entries times the networks against
+    its reference network in the same rounds and fits their relative costs, so that a change of the
+    machine's speed since the build cancels; an older table's networks are timed now against entries
+    timed at build time: on a machine whose load changes, prefer ``build_lut``.
     """
     import copy
 
     table = _tpsr_table(profile, "calibrate")
     say = progress or (lambda msg: None)
     genos = calibration_genotypes(networks, seed, table.space, table.widths if table.space != "tpsr" else None)
-    results, _, rounds = _measure_networks(table, genos, runs, warmup, rounds, cache_dir, benchmark_binary, say)
+    relative = None
+    if table.relative:  # timed against the reference network: their relative costs fit the stored relative entries
+        res, _, _, rounds = _measure_networks(table, genos, runs, warmup, rounds, cache_dir, benchmark_binary, say,
+                                              reference=True)
+        results = [(r["median_ms"], r["p90_ms"], r["runs"]) for r in res]
+        relative = [r["rel"] for r in res]
+        how = f"timed after the entries, on {now_utc()}, relative to the reference network in the same rounds"
+    else:
+        results, _, rounds = _measure_networks(table, genos, runs, warmup, rounds, cache_dir, benchmark_binary, say)
+        how = f"timed after the entries, on {now_utc()}"
     data = copy.deepcopy(table.data)
-    data["format"] = FORMAT
+    data["format"] = FORMAT if table.relative else "tinysr.lut/2"  # an absolute table stays readable as before
     data.pop("calibration", None)
-    data["calibration"] = calibration_record(LatencyTable(data), genos, results, seed, warmup, rounds,
-                                             f"timed after the entries, on {now_utc()}")
+    data["calibration"] = calibration_record(LatencyTable(data), genos, results, seed, warmup, rounds, how,
+                                             relative=relative)
     for line in calibration_lines(data["calibration"]):
         say(line)
     return data
@@ -215,15 +248,25 @@ def _tpsr_table(profile, what: str) -> LatencyTable:
 
 # ------------------------------------------------------------------------------ validation
 def validate(profile, samples: int = 30, seed: int = 0, runs: int = 20, warmup: int = 3, cache_dir=None,
-             benchmark_binary=None, progress=None, rounds: int = 4, space: str | None = None) -> dict:
+             benchmark_binary=None, progress=None, rounds: int = 4, space: str | None = None,
+             compare: str | None = None) -> dict:
     """Predicted vs measured latency of ``samples`` random genotypes, on the table's device / runtime /
     threads / size. All networks are converted first, then timed in ``rounds`` interleaved rounds
-    (:meth:`tinysr.profile.lut.Timer.measure`, with the table's clock): the median of ``runs`` runs
-    of each. The table's calibration networks are never sampled. A calibrated table's result also
-    holds the uncalibrated predictions and their statistics (``stats_uncalibrated``), from the same
-    measurements. The table's overhead reference network is timed with them: ``reference``
-    compares its time now with its time when the table was built (a ratio far from 1 says the
-    machine runs faster or slower than then, e.g. other load on a shared machine).
+    that open and close with a reference network (:meth:`tinysr.profile.lut.Timer.measure_relative`,
+    with the table's clock): the median of ``runs`` runs of each, and its cost relative to the
+    reference (median over rounds of network / reference of the round). The table's calibration
+    networks are never sampled.
+
+    Two comparisons, from the same measurements: ``stats_relative`` (a table with relative entries:
+    predicted relative cost vs measured relative cost; a drift of the machine's speed since the
+    build, or during the validation, cancels) and ``stats_absolute`` (predicted ms vs measured ms,
+    as tables without relative entries are validated). ``compare``: which one is ``stats`` (and the
+    plot's): ``relative`` (default for a table with relative entries) or ``absolute`` (default, and
+    the only one, for an older table). A calibrated table's result also holds the uncalibrated
+    predictions' statistics of that comparison (``stats_uncalibrated``). ``reference`` compares the
+    reference network's time now with its time when the table was built (a ratio far from 1 says
+    the machine runs faster or slower than then); it is the table's reference network, or for an
+    older table its overhead reference network.
 
     ``cache_dir``: keep (and reuse) the converted networks there. ``space``: the space to sample
     (default the table's; ``tpsr_plus`` samples width, depth and skeleton too, and needs a table that
@@ -233,6 +276,12 @@ def validate(profile, samples: int = 30, seed: int = 0, runs: int = 20, warmup: 
     space = space or table.space
     if space not in ("tpsr", "tpsr_plus"):
         raise ValueError(f"validate samples the tpsr or tpsr_plus space, not {space!r}")
+    compare = compare or ("relative" if table.relative else "absolute")
+    if compare not in ("relative", "absolute"):
+        raise ValueError(f"compare must be relative or absolute, not {compare!r}")
+    if compare == "relative" and not table.relative:
+        raise ValueError(f"{table.source or 'profile'} has no relative entries (format {table.data.get('format')}): "
+                         "validate it absolutely, or rebuild it with tinysr lut build")
     say = progress or (lambda msg: None)
     cal = table.data.get("calibration") or {}
     excluded = [n["genotype"] for n in cal.get("networks", [])]
@@ -241,33 +290,53 @@ def validate(profile, samples: int = 30, seed: int = 0, runs: int = 20, warmup: 
         genos = [g for g in genos if g.n_feats in table.widths]
         for g in genos[:1]:
             table.predict(g)  # a table without the space's skeleton parts fails here, before any conversion
-    ref = Genotype.parse(table.data.get("overhead", {}).get("reference_genotype", OVERHEAD_REFERENCE))
-    results, timer, rounds = _measure_networks(table, genos + [ref], runs, warmup, rounds, cache_dir,
-                                               benchmark_binary, say)
-    ref_now = results.pop()[0]
-    ref_then = table.data.get("overhead", {}).get("reference_ms")
+    if table.relative:
+        ref, ref_then, reference = table.reference, table.table_reference_ms, True
+    else:
+        ref = table.data.get("overhead", {}).get("reference_genotype", OVERHEAD_REFERENCE)
+        ref_then, reference = table.data.get("overhead", {}).get("reference_ms"), Genotype.parse(ref)
+    results, refm, timer, rounds = _measure_networks(table, genos, runs, warmup, rounds, cache_dir,
+                                                     benchmark_binary, say, reference=reference)
+    ref_now = refm["median_ms"]
     rows = []
-    for i, (g, (measured, p90, n_runs)) in enumerate(zip(genos, results)):
-        predicted, plain = table.predict(g), table.predict_uncalibrated(g)
-        rows.append({"genotype": str(g), "predicted_ms": predicted, "uncalibrated_ms": plain, "measured_ms": measured,
-                     "measured_p90_ms": p90, "runs": n_runs, "error_pct": (predicted - measured) / measured * 100.0,
-                     "uncalibrated_error_pct": (plain - measured) / measured * 100.0})
+    for i, (g, r) in enumerate(zip(genos, results)):
+        predicted, plain, measured = table.predict(g), table.predict_uncalibrated(g), r["median_ms"]
+        row = {"genotype": str(g), "predicted_ms": predicted, "uncalibrated_ms": plain, "measured_ms": measured,
+               "measured_p90_ms": r["p90_ms"], "runs": r["runs"], "error_pct": (predicted - measured) / measured * 100.0,
+               "uncalibrated_error_pct": (plain - measured) / measured * 100.0,
+               "measured_rel": r["rel"], "measured_spread_pct": r["spread_pct"]}
+        if table.relative:
+            p_rel, u_rel = predicted / table.reference_ms, plain / table.reference_ms
+            row.update({"predicted_rel": p_rel, "uncalibrated_rel": u_rel,
+                        "rel_error_pct": (p_rel - r["rel"]) / r["rel"] * 100.0,
+                        "uncalibrated_rel_error_pct": (u_rel - r["rel"]) / r["rel"] * 100.0})
+        rows.append(row)
+        err = row["rel_error_pct"] if compare == "relative" else row["error_pct"]
         say(f"{i + 1:>3}/{len(genos)}  predicted {predicted:8.2f} ms  measured {measured:8.2f} ms  "
-            f"{rows[-1]['error_pct']:+6.1f}%  {g}")
+            f"x{r['rel']:.3f} of the reference  {err:+6.1f}% ({compare})  {g}")
     dev, rtd = timer.describe()
     measured = [r["measured_ms"] for r in rows]
+    stats_abs = error_stats([r["predicted_ms"] for r in rows], measured)
+    stats_rel = (error_stats([r["predicted_rel"] for r in rows], [r["measured_rel"] for r in rows])
+                 if table.relative else None)
     out = {"format": VALIDATION_FORMAT, "profile": table.source, "device": dev, "runtime": rtd,
            "input_size": [table.h, table.w], "scale": table.scale, "n_feats": table.n, "samples": len(rows),
            **({} if space == "tpsr" else {"space": space}),
-           "seed": int(seed), "warmup": int(warmup), "runs": int(results[0][2]) if results else 0, "rounds": rounds,
-           "clock": table.clock, "date": now_utc(),
+           "seed": int(seed), "warmup": int(warmup), "runs": int(results[0]["runs"]) if results else 0,
+           "rounds": rounds, "clock": table.clock, "date": now_utc(),
            "calibration": ({"op_scale": table.op_scale, "network_ms": table.network_ms,
                             "networks_excluded": len(excluded)} if table.calibrated else None),
            "reference": {"genotype": str(ref), "now_ms": ref_now, "table_ms": ref_then,
-                         "ratio": ref_now / ref_then if ref_then else None},
-           "stats": error_stats([r["predicted_ms"] for r in rows], measured)}
+                         "ratio": ref_now / ref_then if ref_then else None,
+                         "predict_ms": table.reference_ms if table.relative else None,
+                         "timed": "opening and closing every round of the networks' timing"},
+           "comparison": compare,
+           "stats": stats_rel if compare == "relative" else stats_abs,
+           "stats_relative": stats_rel, "stats_absolute": stats_abs}
     if table.calibrated:
-        out["stats_uncalibrated"] = error_stats([r["uncalibrated_ms"] for r in rows], measured)
+        key = "uncalibrated_rel" if compare == "relative" else "uncalibrated_ms"
+        want = [r["measured_rel"] for r in rows] if compare == "relative" else measured
+        out["stats_uncalibrated"] = error_stats([r[key] for r in rows], want)
     out["rows"] = rows
     return out
 
@@ -278,19 +347,27 @@ def _stats_line(s: dict) -> str:
             f"Spearman rank correlation {'n/a' if s['spearman'] is None else format(s['spearman'], '.3f')}")
 
 
+_COMPARISONS = {"relative": "relative cost (network / reference network in the same rounds; drift cancels)",
+                "absolute": "absolute ms"}
+
+
 def format_validation(result: dict) -> str:
     s = result["stats"]
     rt = result.get("runtime", {})
     h, w = result["input_size"]
     lines = [f"{s['n']} random genotypes, {rt.get('name')} ({rt.get('delegate')}), {rt.get('threads')} thread(s), "
              f"{h}x{w} x{result['scale']}, {result.get('clock', 'wall')} clock"]
+    chosen = result.get("comparison", "absolute")
     cal = result.get("calibration")
     if cal:
-        lines.append(f"calibrated (op entries x{cal['op_scale']:.4f}, {cal['network_ms']:+.3f} ms per network): "
-                     + _stats_line(s))
-        lines.append("uncalibrated (plain sum of entries): " + _stats_line(result["stats_uncalibrated"]))
+        lines.append(f"{_COMPARISONS[chosen]}, calibrated (op entries x{cal['op_scale']:.4f}, "
+                     f"{cal['network_ms']:+.3f} ms per network): " + _stats_line(s))
+        lines.append("  uncalibrated (plain sum of entries): " + _stats_line(result["stats_uncalibrated"]))
     else:
-        lines.append(_stats_line(s))
+        lines.append(f"{_COMPARISONS[chosen]}: " + _stats_line(s))
+    other = "absolute" if chosen == "relative" else "relative"
+    if result.get(f"stats_{other}"):
+        lines.append(f"{_COMPARISONS[other]}: " + _stats_line(result[f"stats_{other}"]))
     ref = result.get("reference") or {}
     if ref.get("ratio"):
         lines.append(f"reference network {ref['genotype']}: {ref['now_ms']:.2f} ms now, {ref['table_ms']:.2f} ms when "
@@ -310,10 +387,13 @@ def plot_validation(result: dict, png_path) -> Path:
 
     from tinysr.profile.record import save_figure
 
-    m = [r["measured_ms"] for r in result["rows"]]
-    p = [r["predicted_ms"] for r in result["rows"]]
+    rel = result.get("comparison") == "relative"
+    mk, pk, uk = ("measured_rel", "predicted_rel", "uncalibrated_rel") if rel else (
+        "measured_ms", "predicted_ms", "uncalibrated_ms")
+    m = [r[mk] for r in result["rows"]]
+    p = [r[pk] for r in result["rows"]]
     cal = result.get("calibration")
-    raw = [r["uncalibrated_ms"] for r in result["rows"]] if cal else []
+    raw = [r[uk] for r in result["rows"]] if cal else []
     lo, hi = min(m + p + raw) * 0.9, max(m + p + raw) * 1.1
     fig = Figure(figsize=(5.5, 5.2))
     ax = fig.add_subplot(1, 1, 1)
@@ -324,14 +404,18 @@ def plot_validation(result: dict, png_path) -> Path:
     ax.scatter(m, p, s=18, color="#c44e52", zorder=3, label="calibrated" if cal else "random genotypes")
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
-    ax.set_xlabel("measured latency (ms, median)")
-    ax.set_ylabel("predicted latency (ms, table)")
+    if rel:
+        ax.set_xlabel("measured cost / reference network (median over rounds)")
+        ax.set_ylabel("predicted cost / reference network (table)")
+    else:
+        ax.set_xlabel("measured latency (ms, median)")
+        ax.set_ylabel("predicted latency (ms, table)")
     s = result["stats"]
     rt = result.get("runtime", {})
     h, w = result["input_size"]
     title = (f"{result.get('device', {}).get('cpu') or result.get('device', {}).get('model') or ''} "
              f"{rt.get('name')} {rt.get('threads')}t {h}x{w} x{result['scale']}, n={s['n']}, "
-             f"{result.get('clock', 'wall')} clock\n"
+             f"{result.get('clock', 'wall')} clock\n{'relative cost: ' if rel else ''}"
              f"median |err| {s['median_abs_pct']:.1f}%, p90 {s['p90_abs_pct']:.1f}%, "
              f"{s.get('within_10_pct', float('nan')):.0f}% within +-10%")
     if cal:
