@@ -499,3 +499,30 @@ def test_export_tflite_of_a_linear_network_holds_plain_convs():
     y = torch.from_numpy(it.get_tensor(it.get_output_details()[0]["index"])).permute(0, 3, 1, 2)
     with torch.no_grad():
         assert torch.allclose(y, deploy(model)(x), atol=1e-4)
+
+
+def test_space_options_restrict_the_extended_space(tmp_path, monkeypatch):
+    from tinysr.search.core import run_store
+    from tinysr.search.generator.config import SearchConfig
+    from tinysr.search.generator.driver import run_search
+
+    profile = tmp_path / "plus.json"
+    profile.write_text(json.dumps(fake_plus_table()))
+    _small_space(monkeypatch)
+    base = _tiny_config(tmp_path, profile).to_dict()
+    cfg = SearchConfig.from_dict({**base, "space_options": {"widths": [16], "depths": [1],
+                                                            "skeletons": ["anchor+clip+linear", "anchor"]}})
+    space = cfg.search_space()
+    assert space.widths == (16,) and space.depths == (1,) and space.skeletons == ("anchor", "anchor+clip+linear")
+    summary = run_search(cfg, progress=False)
+    assert summary["evaluated"] == 4
+    _, study = run_store.open_run(cfg.run_dir)
+    nets = [parse_genotype(r.genotype) for r in run_store.trial_records(study)]
+    assert nets and all(n.n_feats == 16 and n.n_cells == 1 and n.upsampler == "anchor" and n.clip == n.linear
+                        for n in nets)
+    assert "space_options" not in _tiny_config(tmp_path, profile).to_dict()  # whole-space runs: records unchanged
+    for bad, msg in [({"widths": [40]}, "subset"), ({"widths": []}, "subset"), ({"kernels": [3]}, "unknown kernels")]:
+        with pytest.raises(ValueError, match=msg):
+            SearchConfig.from_dict({**base, "space_options": bad})
+    with pytest.raises(ValueError, match="tpsr_plus"):
+        SearchConfig.from_dict({**base, "space": "tpsr", "latency": [], "space_options": {"widths": [16]}})

@@ -8,6 +8,8 @@
     scale: 4                            # the candidates' up-sampling factor
     space: tpsr                         # tpsr: the paper's (20 cell decisions); tpsr_plus: + width 16/24/32,
                                         # depth 1/2 and skeleton tpsr/anchor/anchor+clip/anchor+clip+linear (tinysr.search.core.space)
+    space_options: {}                   # tpsr_plus only: a sub-space, any of {widths: [16], depths: [1, 2],
+                                        # skeletons: [anchor+clip, ...]} (each a subset of the space's choices)
     n_feats: 16                         # cell width (the tpsr space; tpsr_plus searches it)
     input_size: [180, 320]              # LR input (H, W) at which Mult-Adds and latency are counted
     max_mult_adds: 4.0e+9               # the paper's limit f (null: none)
@@ -100,6 +102,7 @@ GENERATOR_SPACES = ("tpsr", "tpsr_plus")
 @dataclass
 class SearchConfig(ConfigFile):
     space: str = "tpsr"
+    space_options: dict = field(default_factory=dict)
     n_feats: int = 16
     input_size: list[int] = field(default_factory=lambda: [180, 320])
     max_mult_adds: float | None = None
@@ -122,6 +125,7 @@ class SearchConfig(ConfigFile):
         self._validate_run(source)
         if self.space not in GENERATOR_SPACES:
             raise ValueError(f"{source}: space must be one of {', '.join(GENERATOR_SPACES)}, got {self.space!r}")
+        self.search_space()  # the space and its sub-space options are valid
         if len(self.input_size) != 2 or min(self.input_size) < 1:
             raise ValueError(f"{source}: input_size must be [height, width], got {self.input_size}")
         if self.n_feats < 1:
@@ -143,7 +147,36 @@ class SearchConfig(ConfigFile):
         out = super().to_dict()
         if out.get("space") == "tpsr":  # the paper's space: run records as before the field existed
             del out["space"]
+        if not out.get("space_options"):  # the whole space: run records as before the field existed
+            out.pop("space_options", None)
         return out
+
+    def search_space(self):
+        """The space the strategy samples: the named ``space``, restricted by ``space_options`` (tpsr_plus:
+        ``widths``, ``depths``, ``skeletons``, each a non-empty subset of the space's choices)."""
+        from tinysr.search.core.space import GeneratorSpace, PlusSpace
+
+        space = GeneratorSpace.named(self.space)
+        opts = dict(self.space_options or {})
+        if not opts:
+            return space
+        if not isinstance(space, PlusSpace):
+            raise ValueError(f"space_options restrict the extended space (tpsr_plus), not {self.space!r}")
+        unknown = set(opts) - {"widths", "depths", "skeletons"}
+        if unknown:
+            raise ValueError(f"space_options: unknown {', '.join(sorted(unknown))}; known: widths, depths, skeletons")
+        for key, value in opts.items():
+            have = getattr(space, key)
+            value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+            if key != "skeletons":
+                value = tuple(int(v) for v in value)
+            extra = [v for v in value if v not in have]
+            if not value or extra:
+                raise ValueError(f"space_options {key}: {list(value)} must be a non-empty subset of the space's "
+                                 f"{list(have)}")
+            opts[key] = tuple(v for v in have if v in value)  # the space's order
+        return PlusSpace(space.num_nodes, space.ops, opts.get("widths", space.widths), opts.get("depths", space.depths),
+                         opts.get("skeletons", space.skeletons))
 
     def psnr_floor(self, bicubic: float | None) -> float:
         """The reward's ``psnr_min``: the configured number, or for ``auto`` the bicubic PSNR of the
@@ -163,9 +196,7 @@ class SearchConfig(ConfigFile):
         size = tuple(self.input_size)
         targets = [t.build(size, self.scale, self.n_feats) for t in self.latency]
         if self.space != "tpsr":  # every width / depth / skeleton must be priced before the run starts
-            from tinysr.search.core.space import GeneratorSpace
-
-            space = GeneratorSpace.named(self.space)
+            space = self.search_space()
             for t in targets:
                 if t.predict is not None:
                     for probe in _space_probes(space):

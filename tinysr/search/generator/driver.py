@@ -45,7 +45,7 @@ from tinysr.search.core.config import RUNTIME_FIELDS
 from tinysr.search.generator.config import SearchConfig
 from tinysr.search.generator.proxy import GeneratorJob, ProxyData, bicubic_psnr
 from tinysr.search.generator.reward import Reward
-from tinysr.search.core.space import TPSR_SPACE, GeneratorSpace, PlusSpace
+from tinysr.search.core.space import TPSR_SPACE, PlusSpace
 from tinysr.search.core.registry import make_strategy
 from tinysr.search.generator.weight_store import PlusWeightStore, WeightStore
 
@@ -150,7 +150,7 @@ class Search:
     def __init__(self, cfg: SearchConfig, resume: bool = False, progress: bool = True):
         self.cfg, self.progress = cfg, progress
         if getattr(cfg, "space", "tpsr") != "tpsr":  # the extended generator space (tpsr_plus)
-            self.space = GeneratorSpace.named(cfg.space)
+            self.space = cfg.search_space()
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_path = self.run_dir / "checkpoint.pt"
         exists = (self.run_dir / "run.json").is_file()
