@@ -106,3 +106,5 @@ def test_tinysr_models_counts_on_meta_tensors_with_the_figures_it_printed_before
             for m in re.finditer(r"^(\S+)\s+x\d+\s+([\d.]+) K\s+([\d.]+) G", capsys.readouterr().out, re.M)}
     assert {n: rows.get(n) for n in MODELS_BEFORE} == MODELS_BEFORE
     assert set(rows) == set(list_models())
+    # a network trained expanded is listed as deployed (collapsed): SESR-M5's 32.2 K, not its 343 K training form
+    assert rows["sesr_m5_x4"] == ("32.2", "1.86")

@@ -40,6 +40,7 @@ def cmd_models(args):
     from ..checkpoint import has_bundled_weights
     from ..complexity import build_on_meta, measure
     from ..models import create_model, get_entry, list_models
+    from ..models.mobile import deploy
     from ..models.registry import name_hint
 
     h, w = parse_size(args.input_size)
@@ -49,7 +50,8 @@ def cmd_models(args):
     print(f"{'name':<14}{'scale':>6}{'params':>12}{'Mult-Adds':>14}  weights  description")
     for name in names:
         e = get_entry(name)
-        c = measure(build_on_meta(lambda: create_model(name)), (h, w))  # shapes only: no arithmetic
+        # shapes only, no arithmetic; the deployed form (a network trained expanded is listed collapsed)
+        c = measure(build_on_meta(lambda: deploy(create_model(name))), (h, w))
         print(f"{name:<14}{'x' + str(e.scale):>6}{c.params / 1e3:>10.1f} K{c.mult_adds / 1e9:>12.2f} G  "
               f"{'bundled' if has_bundled_weights(name) else '-':<8} {e.description}")
     print(f"(Mult-Adds for a {h}x{w} LR input)")
