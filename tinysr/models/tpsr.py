@@ -378,3 +378,37 @@ SEARCH_DEMO_GENOTYPE = "conv1@in identity@in identity@0 dsep3@1 identity@in inv3
                 description="the demo generator search's best cell, trained with the Pareto comparison's recipe")
 def search_demo_x4(genotype=SEARCH_DEMO_GENOTYPE, n_feats=16):
     return CellSR(genotype, 4, n_feats)
+
+
+# ------------------------------------------------------------------ the Pareto comparison's searched networks
+#: The best network (by proxy PSNR) within each budget of the Pareto comparison's generator searches in the
+#: extended space (README "Choosing a network"): the budget is a hand-designed network's measured LiteRT fp32
+#: latency on the comparison's host, less 5% for the latency table's error. Trained with the common recipe
+#: (tinysr/configs/pareto_x4.yaml); the bundled weights are the collapsed (deployed) network.
+SEARCHED_AT_QUICKSRNET_S = ("w16 d1 anchor clip linear | conv1@in dsep3@in dsep5@1 identity@2 inv5@in gconv3@4 ca@in "
+                            "inv5@5 dsep5@7 inv3@0")
+SEARCHED_AT_XLSR = ("w16 d1 anchor clip linear | inv3@in inv3@in inv5@1 dsep5@1 dsep3@2 gconv5@1 conv1@1 conv7@2 "
+                    "identity@6 dsep3@in")
+SEARCHED_AT_QUICKSRNET_M = ("w24 d1 anchor clip linear | identity@in se@in identity@in dsep3@2 gconv3@in se@0 gconv3@3 "
+                            "gconv3@6 conv1@3 conv1@6")
+
+
+@register_model("searched_at_quicksrnet_s_x4", family="tpsr", scale=4, weights="searched_at_quicksrnet_s_x4.pt",
+                description="searched (tpsr_plus) within QuickSRNet-small's latency "
+                            "(tinysr/configs/search_pareto_quicksrnet_s.yaml), common recipe")
+def searched_at_quicksrnet_s_x4(genotype=SEARCHED_AT_QUICKSRNET_S, n_feats=None):
+    return CellSR(genotype, 4, n_feats)
+
+
+@register_model("searched_at_xlsr_x4", family="tpsr", scale=4, weights="searched_at_xlsr_x4.pt",
+                description="searched (tpsr_plus) within XLSR's latency (tinysr/configs/search_pareto_xlsr.yaml), "
+                            "common recipe")
+def searched_at_xlsr_x4(genotype=SEARCHED_AT_XLSR, n_feats=None):
+    return CellSR(genotype, 4, n_feats)
+
+
+@register_model("searched_at_quicksrnet_m_x4", family="tpsr", scale=4, weights="searched_at_quicksrnet_m_x4.pt",
+                description="searched (tpsr_plus) within QuickSRNet-medium's latency "
+                            "(tinysr/configs/search_pareto_quicksrnet_m.yaml), common recipe")
+def searched_at_quicksrnet_m_x4(genotype=SEARCHED_AT_QUICKSRNET_M, n_feats=None):
+    return CellSR(genotype, 4, n_feats)
