@@ -97,6 +97,11 @@ def test_tiny_study_end_to_end_and_resume(tiny_run, tmp_path, monkeypatch):
     y = [c["scores"]["bench"]["psnr_y"] for c in record["candidates"]]
     assert record["correlation"]["bench"] == {"n": 3, "kendall_tau": round(kendall_tau(x, y), 4),
                                               "spearman_rho": round(spearman_rho(x, y), 4)}
-    assert (out / "fidelity.png").stat().st_size > 0 and "Kendall tau-b" in (out / "fidelity.md").read_text()
+    md = (out / "fidelity.md").read_text()
+    assert (out / "fidelity.png").stat().st_size > 0 and "Kendall tau-b" in md
+    import re
+
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "`" in line]
+    assert len(rows) == 3 and all(len(re.findall(r"(?<!\\)\|", r)) == 7 for r in rows)  # a network's '|' escaped
     with pytest.raises(ValueError, match="another folder"):
         run_fidelity([tiny_run.run_dir], out, [bench], n=3, recipe=recipe, steps=4, progress=False)

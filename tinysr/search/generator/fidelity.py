@@ -238,7 +238,8 @@ def format_report(record: dict) -> str:
              "|---|---|---|---|---|" + "---|" * len(names)]
     for i, c in enumerate(record["candidates"]):
         cells = [f"{c['scores'][n]['psnr_y']:.2f}" if "scores" in c and n in c["scores"] else "-" for n in names]
-        lines.append(f"| {i} | {Path(c['run']).name} | {c['trial']} | `{c['genotype']}` | {c['proxy_psnr']:.2f} | "
+        net = c["genotype"].replace("|", "\\|")  # a network genotype's skeleton separator, not a cell border
+        lines.append(f"| {i} | {Path(c['run']).name} | {c['trial']} | `{net}` | {c['proxy_psnr']:.2f} | "
                      + " | ".join(cells) + " |")
     lines += ["", "| data | n | Kendall tau-b | Spearman rho |", "|---|---|---|---|"]
     for name, r in record.get("correlation", {}).items():
