@@ -175,6 +175,12 @@ class NetworkGenotype:
         return (self.n_feats, self.n_cells, self.upsampler, self.clip, self.linear) == (
             DEFAULT_WIDTH, DEFAULT_DEPTH, DEFAULT_UPSAMPLER, False, False)
 
+    @property
+    def genotype_text(self) -> str:
+        """The text that rebuilds this network (``tinysr train --genotype``): the cell's for the paper's
+        skeleton (as every existing genotype), else the network genotype's."""
+        return str(self.cell) if self.is_default else str(self)
+
     def deployed(self) -> "NetworkGenotype":
         """The network as exported: a ``linear`` network's collapsed form (the same without ``linear``)."""
         return NetworkGenotype(self.cell, self.n_feats, self.n_cells, self.upsampler, self.clip)

@@ -102,6 +102,21 @@ class CollapsibleConv(nn.Module):
         return y + x if self.residual else y
 
 
+def collapsed_state_dict(model: nn.Module) -> dict:
+    """``model``'s state dict with every :class:`CollapsibleConv` in its collapsed form (``weight``: the one
+    kernel it equals, ``bias``), i.e. the state dict of the same network built with ``expand=0``."""
+    state = {}
+    collapsible = {}
+    for name, m in model.named_modules():
+        if isinstance(m, CollapsibleConv):
+            collapsible[name] = m
+            state[f"{name}.weight"], state[f"{name}.bias"] = m.kernel(), m.bias
+    for key, value in model.state_dict().items():
+        if key.rpartition(".")[0] not in collapsible:
+            state[key] = value
+    return state
+
+
 class DSepOp(nn.Module):
     """Depthwise k x k (no bias) -> PReLU -> pointwise 1 x 1, as in the published TPSR."""
 

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..ops import CollapsibleConv  # noqa: F401  (SESR's linear block; defined with the ops)
+from ..ops import CollapsibleConv, collapsed_state_dict
 from .registry import register_family, register_model
 
 
@@ -330,13 +330,7 @@ class SESR(nn.Module):
         if not self.expand:
             return self
         out = SESR(self.scale, self.m, self.n_feats, 0, self.channels)
-        src_blocks = [self.first, *self.blocks, self.last]
-        dst_blocks = [out.first, *out.blocks, out.last]
-        for s, d in zip(src_blocks, dst_blocks):
-            d.weight.copy_(s.kernel())
-            d.bias.copy_(s.bias)
-        for s, d in zip([self.first_act, *self.acts], [out.first_act, *out.acts]):
-            d.weight.copy_(s.weight)
+        out.load_state_dict(collapsed_state_dict(self), strict=True)
         return out.train(self.training)
 
 

@@ -41,7 +41,7 @@ from torch import nn
 
 from ..genotype import (DEFAULT_DEPTH, DEFAULT_UPSAMPLER, TPSR_GENOTYPE, Cell, Genotype,
                         NetworkGenotype, parse_genotype)
-from ..ops import LINEAR_EXPAND, CollapsibleConv, conv_macs, elementwise, prelu_macs, sum_macs
+from ..ops import LINEAR_EXPAND, CollapsibleConv, collapsed_state_dict, conv_macs, elementwise, prelu_macs, sum_macs
 from .blocks import MeanShift, SubPixelUp, num_x2_steps
 from .registry import register_family, register_model
 
@@ -187,8 +187,7 @@ class CellSR(nn.Module):
     def genotype_text(self) -> str:
         """The text that rebuilds this network with ``tinysr train --genotype``: the cell's for the paper's
         skeleton (16 features, as every existing genotype), else the network genotype's."""
-        net = self.network
-        return str(self.genotype) if net.is_default else str(net)
+        return self.network.genotype_text
 
     def config(self) -> dict:
         cfg = {"genotype": str(self.genotype), "scale": self.scale, "n_feats": self.n_feats}
@@ -209,15 +208,7 @@ class CellSR(nn.Module):
         if not self.linear:
             return self
         out = CellSR(self.network.deployed(), self.scale)
-        state = {}
-        collapsible = {name for name, m in self.named_modules() if isinstance(m, CollapsibleConv)}
-        for name, m in self.named_modules():
-            if name in collapsible:
-                state[f"{name}.weight"], state[f"{name}.bias"] = m.kernel(), m.bias
-        for key, value in self.state_dict().items():
-            if key.rpartition(".")[0] not in collapsible:
-                state[key] = value
-        out.load_state_dict(state, strict=True)
+        out.load_state_dict(collapsed_state_dict(self), strict=True)
         return out.train(self.training)
 
     def forward(self, x):

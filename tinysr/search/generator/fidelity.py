@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Sequence
@@ -73,12 +73,13 @@ def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
     return sxy / math.sqrt(sxx * syy) if sxx and syy else float("nan")
 
 
+
+
 # ------------------------------------------------------------------------------- picking
 def _canonical(genotype: str) -> str:
-    from tinysr.genotype import NetworkGenotype, parse_genotype
+    from tinysr.genotype import as_network
 
-    g = parse_genotype(genotype)
-    return str(g) if isinstance(g, NetworkGenotype) and not g.is_default else str(getattr(g, "cell", g))
+    return as_network(genotype).genotype_text
 
 
 def pick_candidates(run_dirs: Sequence[str | Path], n: int, within_budget: bool = True) -> list[dict]:
@@ -171,7 +172,7 @@ def run_fidelity(run_dirs: Sequence[str | Path], out_dir: str | Path, data: Sequ
     for d in data:
         if not Path(d).is_dir():
             raise FileNotFoundError(f"{d}: no such benchmark folder")
-    scales = {int(open_run(r)[0].meta.get("config", {}).get("scale", 4)) for r in run_dirs}
+    scales = {int(open_run(r)[0].meta["scale"]) for r in run_dirs}
     if len(scales) != 1 or scales - {2, 4}:
         raise ValueError(f"the runs' scales {sorted(scales)}: a fidelity study trains x2 or x4 networks of one scale")
     model = f"tpsr_x{scales.pop()}"
@@ -204,8 +205,6 @@ def run_fidelity(run_dirs: Sequence[str | Path], out_dir: str | Path, data: Sequ
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(_train_one, jobs[i]): i for i in todo}
-            from concurrent.futures import as_completed
-
             for f in as_completed(futures):
                 record["candidates"][futures[f]].update(f.result())
                 save()
