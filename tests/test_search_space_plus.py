@@ -15,7 +15,7 @@ from tinysr.complexity import measure
 from tinysr.genotype import TPSR_GENOTYPE, Genotype, NetworkGenotype, as_network, parse_genotype
 from tinysr.models import create_model
 from tinysr.models.tpsr import CellSR, mult_adds, skeleton_parts
-from tinysr.ops import OP_NAMES
+from tinysr.ops import OP_NAMES, sum_macs
 
 ROOT = Path(__file__).resolve().parents[1]
 CELL = "conv3@in dsep3@0 identity@in"
@@ -526,3 +526,82 @@ def test_space_options_restrict_the_extended_space(tmp_path, monkeypatch):
             SearchConfig.from_dict({**base, "space_options": bad})
     with pytest.raises(ValueError, match="tpsr_plus"):
         SearchConfig.from_dict({**base, "space": "tpsr", "latency": [], "space_options": {"widths": [16]}})
+
+
+# ------------------------------------------------------------------------------ the skip skeleton option
+SKIP_NET = "w16 d2 anchor clip linear skip | conv3@in conv3@0 dsep3@1"
+
+
+@pytest.mark.parametrize("upsampler", ["anchor", "tpsr"])
+def test_skip_adds_the_head_output_to_the_cells_output(upsampler):
+    net = NetworkGenotype(Genotype.parse("conv3@in dsep3@0"), 16, 2, upsampler, skip=True)
+    assert str(net).split("|")[0].split()[-1] == "skip" and NetworkGenotype.parse(str(net)) == net
+    assert not net.is_default and net.genotype_text == str(net)
+    torch.manual_seed(0)
+    model = CellSR(net, 4).eval()
+    plain = CellSR(NetworkGenotype(net.cell, 16, 2, upsampler), 4).eval()
+    plain.load_state_dict(model.state_dict())  # no weights of its own
+    x = torch.rand(1, 3, 8, 10)
+    seen = {}
+
+    def keep(name, what):
+        def hook(module, inputs, output):
+            seen[name] = output if what == "out" else inputs[0]  # returns None: the output stays
+        return hook
+
+    model.head.register_forward_hook(keep("h", "out"))
+    model.cell_act.register_forward_hook(keep("c", "out"))
+    (model.tail if upsampler == "anchor" else model.up).register_forward_hook(keep("into", "in"))
+    with torch.no_grad():
+        y = model(x)
+        assert torch.allclose(seen["into"], seen["c"] + seen["h"])
+        assert not torch.allclose(y, plain(x))
+    assert model.config()["skip"] is True and CellSR(**model.config()).network == net
+    # priced: Mult-Adds as measured, one more n-channel ADD than the plain network in the closed form
+    size = (10, 14)
+    assert mult_adds(net, 4, input_size=size) == pytest.approx(measure(model, size).mult_adds, rel=1e-9)
+    assert mult_adds(net, 4, input_size=size) - mult_adds(plain.network, 4, input_size=size) == sum_macs(16, *size) > 0
+    (add,) = [p for p in skeleton_parts(4, 16, size, upsampler) if p.per == "extra leaf"]
+    assert add.count(net) == add.count(plain.network) + 1
+
+
+def test_skip_network_collapses_exports_and_is_priced_one_add_more():
+    pytest.importorskip("litert_torch", reason="needs the TFLite converter")
+    from tinysr.export.flatbuffer import op_rows
+    from tinysr.models.mobile import deploy
+    from tinysr.profile.lut import SKELETONS, LatencyTable, convert_network
+    from tinysr.search import PlusSpace
+
+    net = parse_genotype(SKIP_NET)
+    assert net.deployed().skip and not net.deployed().linear
+    torch.manual_seed(0)
+    model = CellSR(net, 4).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    deployed = deploy(model)
+    x = torch.rand(1, 3, 8, 12)
+    with torch.no_grad():
+        assert deployed.skip and torch.allclose(deployed(x), model(x), atol=1e-5)
+    unskipped = parse_genotype(SKIP_NET.replace(" skip", ""))
+    adds = {g: [t for t, _, _ in op_rows(convert_network(CellSR(g, 4).eval(), (8, 12)))].count("ADD")
+            for g in (net, unskipped)}
+    assert adds[net] == adds[unskipped] + 1
+    table = LatencyTable(fake_plus_table(), "plus.json")
+    add_ms = table.entries[[p for p in table.parts if p.per == "extra leaf"][0].key]
+    assert table.predict(net) == pytest.approx(table.predict(unskipped) + add_ms)
+    assert sum(ms for _, _, ms in table.breakdown(net)) == pytest.approx(table.predict(net))
+    # a search space may name it: encode / decode keep it
+    space = PlusSpace(3, OP_NAMES, skeletons=("anchor+clip+linear", "anchor+clip+linear+skip"))
+    assert space.decode(space.encode(net)) == net and SKELETONS["anchor+clip+linear+skip"][3]
+
+
+def test_space_options_may_name_a_skeleton_outside_the_default_choices(tmp_path):
+    from tinysr.search.generator.config import SearchConfig
+
+    base = _tiny_config(tmp_path, None).to_dict()
+    cfg = SearchConfig.from_dict({**base, "space_options": {"skeletons": ["anchor+clip+linear+skip",
+                                                                          "anchor+clip+linear"]}})
+    assert cfg.search_space().skeletons == ("anchor+clip+linear", "anchor+clip+linear+skip")
+    with pytest.raises(ValueError, match="subset"):
+        SearchConfig.from_dict({**base, "space_options": {"skeletons": ["anchor+skip"]}}).search_space()

@@ -133,10 +133,12 @@ class NetworkGenotype:
     sub-pixel blocks; ``"anchor"``: one conv to 3 * scale^2 plus the input-repeat anchor before one
     depth-to-space), ``clip`` (output clipped to [0, 1]) and ``linear`` (every full convolution, the
     cell's ``conv*`` nodes and the skeleton's head and tail, trained as a collapsible linear block as in
-    SESR and collapsed for export: the deployed network is the same without ``linear``).
+    SESR and collapsed for export: the deployed network is the same without ``linear``) and ``skip`` (a long
+    residual as in SESR: the head's output added to the last cell's activated output, before the tail or
+    the up-sampling; one n-channel ADD, no weights).
 
     Text form: the skeleton, ``|``, the cell, e.g. ``w32 d2 anchor clip | conv3@in dsep5@0``. The text
-    always names width, depth and upsampler (``clip``, ``linear`` only when set); :meth:`parse` reads the tokens in
+    always names width, depth and upsampler (``clip``, ``linear``, ``skip`` only when set); :meth:`parse` reads the tokens in
     any order, a missing one taking the paper's value, and a text without ``|`` as the cell alone in
     the paper's skeleton. A bare cell's text (:class:`Genotype`) never holds ``|``, so every existing
     genotype text keeps its meaning.
@@ -148,6 +150,7 @@ class NetworkGenotype:
     upsampler: str = DEFAULT_UPSAMPLER
     clip: bool = False
     linear: bool = False
+    skip: bool = False
 
     def __post_init__(self):
         if isinstance(self.cell, str):
@@ -156,6 +159,7 @@ class NetworkGenotype:
         object.__setattr__(self, "n_cells", int(self.n_cells))
         object.__setattr__(self, "clip", bool(self.clip))
         object.__setattr__(self, "linear", bool(self.linear))
+        object.__setattr__(self, "skip", bool(self.skip))
         if self.n_feats < 1:
             raise ValueError(f"the width must be at least 1, got {self.n_feats}")
         if self.n_cells < 1:
@@ -167,13 +171,13 @@ class NetworkGenotype:
     def skeleton(self) -> dict:
         """The :class:`~tinysr.models.tpsr.CellSR` keyword arguments of the skeleton."""
         return {"n_feats": self.n_feats, "n_cells": self.n_cells, "upsampler": self.upsampler, "clip": self.clip,
-                "linear": self.linear}
+                "linear": self.linear, "skip": self.skip}
 
     @property
     def is_default(self) -> bool:
         """The paper's skeleton (16 features, one cell, TPSR up-sampling, no clip)."""
-        return (self.n_feats, self.n_cells, self.upsampler, self.clip, self.linear) == (
-            DEFAULT_WIDTH, DEFAULT_DEPTH, DEFAULT_UPSAMPLER, False, False)
+        return (self.n_feats, self.n_cells, self.upsampler, self.clip, self.linear, self.skip) == (
+            DEFAULT_WIDTH, DEFAULT_DEPTH, DEFAULT_UPSAMPLER, False, False, False)
 
     @property
     def genotype_text(self) -> str:
@@ -183,7 +187,7 @@ class NetworkGenotype:
 
     def deployed(self) -> "NetworkGenotype":
         """The network as exported: a ``linear`` network's collapsed form (the same without ``linear``)."""
-        return NetworkGenotype(self.cell, self.n_feats, self.n_cells, self.upsampler, self.clip)
+        return NetworkGenotype(self.cell, self.n_feats, self.n_cells, self.upsampler, self.clip, skip=self.skip)
 
     # the cell's interface, so code that reads a genotype's nodes works on a network too
     @property
@@ -196,7 +200,7 @@ class NetworkGenotype:
 
     def prefix(self) -> str:
         return (f"w{self.n_feats} d{self.n_cells} {self.upsampler}" + (" clip" if self.clip else "")
-                + (" linear" if self.linear else ""))
+                + (" linear" if self.linear else "") + (" skip" if self.skip else ""))
 
     def __str__(self) -> str:
         return f"{self.prefix()} | {self.cell}"
@@ -214,11 +218,11 @@ class NetworkGenotype:
                 key, value = "n_cells", int(tok[1:])
             elif tok in UPSAMPLERS:
                 key, value = "upsampler", tok
-            elif tok in ("clip", "linear"):
+            elif tok in ("clip", "linear", "skip"):
                 key, value = tok, True
             else:
                 raise ValueError(f"cannot read {tok!r} in the skeleton {head.strip()!r} of {text!r}: expected "
-                                 f"wN (width), dN (depth), {' or '.join(UPSAMPLERS)}, clip, linear")
+                                 f"wN (width), dN (depth), {' or '.join(UPSAMPLERS)}, clip, linear, skip")
             if key in kw:
                 raise ValueError(f"the skeleton {head.strip()!r} of {text!r} sets {key} twice")
             kw[key] = value

@@ -221,7 +221,7 @@ def cmd_train(args):
         genotype = config.get("genotype")
         if not genotype:
             raise ValueError(f"{args.genotype}: not a checkpoint of a TPSR-family or trilevel network (it has no genotype)")
-        if any(k in config for k in ("n_cells", "upsampler", "clip", "linear")):  # an extended-space network: its skeleton too
+        if any(k in config for k in ("n_cells", "upsampler", "clip", "linear", "skip")):  # an extended-space network: its skeleton too
             from ..models.tpsr import CellSR
 
             genotype = CellSR(**config).genotype_text

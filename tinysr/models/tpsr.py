@@ -20,7 +20,11 @@ and ``config()``):
   ranges that int8 quantization needs (the 0..255 scaling of the published weights is kept only
   where those weights are);
 * ``clip``: the output clipped to [0, 1] (``nn.Hardtanh``): for the anchor skeleton before
-  depth-to-space (as QuickSRNet), for the TPSR skeleton after the inverse mean shift.
+  depth-to-space (as QuickSRNet), for the TPSR skeleton after the inverse mean shift;
+* ``linear``: every full convolution trained as a collapsible linear block (SESR), collapsed for export;
+* ``skip``: a long residual over the cells (SESR's): the head's output added to the cells' activated
+  output, before the tail (anchor) or the first sub-pixel block (TPSR). One n-channel ADD, no weights:
+  deep chains of convolutions train through it from the first steps.
 
 A :class:`~tinysr.genotype.NetworkGenotype` (text ``w32 d2 anchor clip | <cell>``) holds a cell
 with its skeleton; ``CellSR`` takes one as its genotype.
@@ -132,22 +136,23 @@ class CellSR(nn.Module):
 
     def __init__(self, genotype: Genotype | NetworkGenotype | str = TPSR_GENOTYPE, scale: int = 4,
                  n_feats: int | None = None, n_cells: int | None = None, upsampler: str | None = None,
-                 clip: bool | None = None, linear: bool | None = None):
+                 clip: bool | None = None, linear: bool | None = None, skip: bool | None = None):
         super().__init__()
         if isinstance(genotype, str):
             genotype = parse_genotype(genotype)
-        given = {"n_feats": n_feats, "n_cells": n_cells, "upsampler": upsampler, "clip": clip, "linear": linear}
+        given = {"n_feats": n_feats, "n_cells": n_cells, "upsampler": upsampler, "clip": clip, "linear": linear,
+                 "skip": skip}
         if isinstance(genotype, NetworkGenotype):
             for key, value in given.items():
                 have = getattr(genotype, key)
-                if value is not None and (bool(value) if key in ("clip", "linear") else value) != have:
+                if value is not None and (bool(value) if key in ("clip", "linear", "skip") else value) != have:
                     raise ValueError(f"{key}={value!r} contradicts the network genotype {genotype} ({key} {have!r})")
             net = genotype
         else:
             net = NetworkGenotype(genotype, **{k: v for k, v in given.items() if v is not None})
         self.genotype, self.scale, self.n_feats = net.cell, scale, net.n_feats
         self.n_cells, self.upsampler, self.clip_output = net.n_cells, net.upsampler, net.clip
-        self.linear = net.linear
+        self.linear, self.skip = net.linear, net.skip
         n = net.n_feats
         cells = [Cell(net.cell, n, net.linear) for _ in range(net.n_cells)]
         if net.upsampler == "tpsr":
@@ -181,7 +186,7 @@ class CellSR(nn.Module):
     def network(self) -> NetworkGenotype:
         """The cell with this network's skeleton."""
         return NetworkGenotype(self.genotype, self.n_feats, self.n_cells, self.upsampler, self.clip_output,
-                               self.linear)
+                               self.linear, self.skip)
 
     @property
     def genotype_text(self) -> str:
@@ -199,6 +204,8 @@ class CellSR(nn.Module):
             cfg["clip"] = True
         if self.linear:
             cfg["linear"] = True
+        if self.skip:
+            cfg["skip"] = True
         return cfg
 
     @torch.no_grad()
@@ -211,12 +218,16 @@ class CellSR(nn.Module):
         out.load_state_dict(collapsed_state_dict(self), strict=True)
         return out.train(self.training)
 
+    def _body(self, h):
+        """The cells and their PReLU on the head's output ``h`` (plus ``h`` with ``skip``)."""
+        y = self.cell_act(self.cell(h))
+        return y + h if self.skip else y
+
     def forward(self, x):
         if self.upsampler == "tpsr":
-            h = self.head(self.sub_mean(x))
-            y = self.add_mean(self.up(self.cell_act(self.cell(h))))
+            y = self.add_mean(self.up(self._body(self.head(self.sub_mean(x)))))
             return self.clip(y) if self.clip_output else y
-        y = self.tail(self.cell_act(self.cell(self.head(x)))) + self.anchor(x)
+        y = self.tail(self._body(self.head(x))) + self.anchor(x)
         if self.clip_output:
             y = self.clip(y)
         return self.shuffle(y)
@@ -228,7 +239,7 @@ class SkeletonPart:
     """One fixed part of a :class:`CellSR` network (or the cell's leaf-sum ADD) at one input size.
 
     ``per``: ``"network"`` (once per network) or ``"extra leaf"`` (once per cell leaf beyond the
-    first: the leaf-sum ADD). ``op``: when set, the part is this one TFLite operator of
+    first: the leaf-sum ADD; and once more for a network's ``skip`` ADD, the same n-channel ADD). ``op``: when set, the part is this one TFLite operator of
     ``make()``'s converted graph (the rest of that graph only feeds it).
     """
 
@@ -249,7 +260,8 @@ class SkeletonPart:
             return 1
         if n_cells is None:
             n_cells = genotype.n_cells if isinstance(genotype, NetworkGenotype) else 1
-        return int(n_cells) * (len(genotype.leaves) - 1)
+        skip = isinstance(genotype, NetworkGenotype) and genotype.skip
+        return int(n_cells) * (len(genotype.leaves) - 1) + int(skip)
 
 
 def head_part(n: int, h: int, w: int) -> SkeletonPart:
@@ -332,7 +344,7 @@ def mult_adds(genotype: Genotype | NetworkGenotype | str, scale: int = 4, n_feat
     h, w = (int(v) for v in input_size)
     if isinstance(genotype, NetworkGenotype):
         n = genotype.n_feats
-        return (genotype.n_cells * genotype.cell.mult_adds(n, h, w)
+        return (genotype.n_cells * genotype.cell.mult_adds(n, h, w) + (sum_macs(n, h, w) if genotype.skip else 0)
                 + _fixed_mult_adds(int(scale), n, h, w, genotype.upsampler, genotype.clip))
     return genotype.mult_adds(n_feats, h, w) + _fixed_mult_adds(int(scale), int(n_feats), h, w)
 

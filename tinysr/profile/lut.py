@@ -69,16 +69,21 @@ SPACES = {"tpsr": {"n_feats": 16, "num_nodes": 10, "ops": OP_NAMES},
           # and skeleton (tinysr.models.tpsr.CellSR's options); a table holds every width's entries
           "tpsr_plus": {"n_feats": 16, "num_nodes": 10, "ops": OP_NAMES, "widths": (16, 24, 32), "depths": (1, 2),
                         "skeletons": ("tpsr", "anchor", "anchor+clip", "anchor+clip+linear")}}
-#: Skeleton choices of the tpsr_plus space: ``(upsampler, clip, linear)`` of :class:`~tinysr.models.tpsr.CellSR`
-#: (``linear``: full convolutions trained as collapsible linear blocks; the deployed network, and so its
-#: latency-table entries, are those of the same skeleton without it).
-SKELETONS = {"tpsr": ("tpsr", False, False), "tpsr+clip": ("tpsr", True, False), "anchor": ("anchor", False, False),
-             "anchor+clip": ("anchor", True, False), "tpsr+linear": ("tpsr", False, True),
-             "anchor+linear": ("anchor", False, True), "anchor+clip+linear": ("anchor", True, True)}
+#: Skeleton choices of the tpsr_plus space: ``(upsampler, clip, linear, skip)`` of
+#: :class:`~tinysr.models.tpsr.CellSR` (``linear``: full convolutions trained as collapsible linear blocks;
+#: the deployed network, and so its latency-table entries, are those of the same skeleton without it;
+#: ``skip``: the long residual over the cells, priced as one more leaf-sum ADD). The space's default
+#: choices are :data:`SPACES`' ``skeletons``; a search config may name any of these (``space_options``).
+SKELETONS = {"tpsr": ("tpsr", False, False, False), "tpsr+clip": ("tpsr", True, False, False),
+             "anchor": ("anchor", False, False, False), "anchor+clip": ("anchor", True, False, False),
+             "tpsr+linear": ("tpsr", False, True, False), "anchor+linear": ("anchor", False, True, False),
+             "anchor+clip+linear": ("anchor", True, True, False),
+             "tpsr+skip": ("tpsr", False, False, True), "anchor+clip+skip": ("anchor", True, False, True),
+             "anchor+clip+linear+skip": ("anchor", True, True, True)}
 
 
-def skeleton_name(upsampler: str, clip: bool, linear: bool = False) -> str:
-    return upsampler + ("+clip" if clip else "") + ("+linear" if linear else "")
+def skeleton_name(upsampler: str, clip: bool, linear: bool = False, skip: bool = False) -> str:
+    return upsampler + ("+clip" if clip else "") + ("+linear" if linear else "") + ("+skip" if skip else "")
 OVERHEAD_REFERENCE = "identity@in"
 #: The trilevel space's overhead reference: the smallest network (head and the sub-pixel output layer).
 TRILEVEL_REFERENCE = "B up"
@@ -950,7 +955,7 @@ class LatencyTable:
     def _network_terms(self, net: NetworkGenotype) -> tuple:
         skel, add, _ = self._skeleton(net)
         cell = sum(self._op_ms(node.op, net.n_feats) for node in net.nodes) + (len(net.leaves) - 1) * add
-        return self.overhead_ms + skel, net.n_cells * cell
+        return self.overhead_ms + skel, net.n_cells * cell + (add if net.skip else 0.0)
 
     def cell_terms(self, genotype: Genotype) -> tuple:
         """``(base_ms, cell_ms)`` before calibration: overhead + skeleton, and node entries + leaf ADDs
@@ -1016,6 +1021,8 @@ class LatencyTable:
                                  self._op_ms(node.op, net.n_feats) * self.op_scale))
                 for leaf in net.leaves[1:]:
                     rows.append((f"{cell}leaf sum + node {leaf}", p.key, add * self.op_scale))
+            if net.skip:
+                rows.append(("skip: head output + cells' output", p.key, add * self.op_scale))
         rows.append(("fixed overhead", "overhead", self.overhead_ms))
         if self.calibrated:
             rows.append(("calibration: per-network term", "calibration.network_ms", self.network_ms))

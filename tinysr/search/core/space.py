@@ -270,7 +270,7 @@ class PlusSpace(GeneratorSpace):
             genotype = parse_genotype(genotype)
         if isinstance(genotype, Genotype):
             genotype = NetworkGenotype(genotype)
-        sk = skeleton_name(genotype.upsampler, genotype.clip, genotype.linear)
+        sk = skeleton_name(genotype.upsampler, genotype.clip, genotype.linear, genotype.skip)
         for what, value, choices in (("width", genotype.n_feats, self.widths), ("depth", genotype.n_cells, self.depths),
                                      ("skeleton", sk, self.skeletons)):
             if value not in choices:

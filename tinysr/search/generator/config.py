@@ -153,7 +153,9 @@ class SearchConfig(ConfigFile):
 
     def search_space(self):
         """The space the strategy samples: the named ``space``, restricted by ``space_options`` (tpsr_plus:
-        ``widths``, ``depths``, ``skeletons``, each a non-empty subset of the space's choices)."""
+        ``widths``, ``depths``, each a non-empty subset of the space's choices; ``skeletons``, a non-empty
+        subset of every skeleton :data:`tinysr.profile.lut.SKELETONS` names, the space's defaults first)."""
+        from tinysr.profile.lut import SKELETONS
         from tinysr.search.core.space import GeneratorSpace, PlusSpace
 
         space = GeneratorSpace.named(self.space)
@@ -167,6 +169,8 @@ class SearchConfig(ConfigFile):
             raise ValueError(f"space_options: unknown {', '.join(sorted(unknown))}; known: widths, depths, skeletons")
         for key, value in opts.items():
             have = getattr(space, key)
+            if key == "skeletons":  # the space's default choices, then the other skeletons
+                have = tuple(have) + tuple(sk for sk in SKELETONS if sk not in have)
             value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
             if key != "skeletons":
                 value = tuple(int(v) for v in value)
