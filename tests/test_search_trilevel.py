@@ -97,6 +97,58 @@ def test_expected_cost_equals_derived_network_cost_at_one_hot(backbone, cells):
         assert cost.of_genotype(genotype) * 1e9 == pytest.approx(mult_adds(genotype, 4, 8, (20, 24)), rel=1e-9)
 
 
+def test_derived_cost_prices_what_derivation_returns_with_the_expected_cost_gradient():
+    torch.manual_seed(0)
+    net = Supernet(spec("B", (3,), ops=("conv3", "res3", "mb3")))
+    net.r_network = net.r_cell = 0.0  # the search's start: every output and operation weighted
+    cost = CostModel(net.spec, (20, 24))
+    genotype, how = net.derive()
+    assert how["output"] == [3]  # the deepest output survives at the start
+    expected = net.expected_cost(cost)
+    derived = net.derived_cost(cost)
+    assert float(derived.detach()) == pytest.approx(cost.of_genotype(genotype), rel=1e-6)
+    assert float(derived.detach()) > float(expected.detach())  # the mixture weighs in the shallow outputs
+    grads = {}
+    for name, value in (("expected", expected), ("derived", derived)):
+        net.zero_grad(set_to_none=True)
+        (value if name == "derived" else net.expected_cost(cost)).backward()
+        grads[name] = {k: p.grad.clone() for k, p in net.arch.items() if p.grad is not None}
+    assert set(grads["derived"]) == {"beta", "alpha", "gamma"}
+    assert all(torch.allclose(grads["derived"][k], grads["expected"][k]) for k in grads["expected"])
+    # a budget between the two binds on the derived network only (the demo's failure: it never bound)
+    from types import SimpleNamespace
+
+    from tinysr.search.trilevel import TrilevelSearch
+
+    budget = 0.5 * (float(expected.detach()) + float(derived.detach()))
+    hinge = SimpleNamespace(cfg=SimpleNamespace(efficiency_budget=budget), budget=budget)
+    assert float(TrilevelSearch.efficiency_term(hinge, expected)) == 0.0
+    assert float(TrilevelSearch.efficiency_term(hinge, derived)) > 0.0
+
+
+def test_a_budget_on_the_derived_network_makes_the_search_return_a_cheaper_one(tmp_path):
+    from tinysr.search.trilevel import run_trilevel
+
+    results = {}
+    for price in ("expected", "derived"):
+        base = _config(tmp_path, cells=[3], ops=["conv3", "res3"], r_network=[0.0, 0.9], epochs=4,
+                       efficiency_weight=20.0, run_dir=str(tmp_path / price), efficiency_price=price)
+        probe = TrilevelConfig.from_dict(base)
+        torch.manual_seed(probe.seed)  # the search's initial supernet
+        net = Supernet(probe.space())
+        cost = CostModel(net.spec, tuple(probe.input_size))
+        with torch.no_grad():
+            start, mixture = float(net.derived_cost(cost)), float(net.expected_cost(cost))
+        # a budget between the mixture's expected cost and the initial derived network's cost
+        assert mixture < start
+        cfg = TrilevelConfig.from_dict({**base, "efficiency_budget": 0.5 * (start + mixture)})
+        results[price] = run_trilevel(cfg, progress=False)
+        results[price]["start"] = start
+    mult = {k: v["mult_adds"] / 1e9 for k, v in results.items()}
+    assert mult["derived"] < mult["expected"]
+    assert mult["derived"] < results["derived"]["start"]
+
+
 def test_supernet_forward_gradients_and_sparse_compute():
     torch.manual_seed(0)
     net = Supernet(spec())

@@ -21,9 +21,13 @@ The config (YAML or TOML), every field::
     profile: null                    # a trilevel latency table (tinysr lut build --space trilevel)
     input_size: [180, 320]           # LR size whose Mult-Adds the flops term counts (latency: the table's)
     efficiency_weight: 0.05          # lambda of the efficiency term (below)
-    efficiency_budget: null          # null: loss += lambda * E[cost] / E0 (E0: the initial supernet's), a
+    efficiency_budget: null          # null: loss += lambda * C / C0 (C0: the initial supernet's), a
                                      # steady pull towards cheaper networks; a number (ms or G Mult-Adds):
-                                     # loss += lambda * max(E[cost] / budget - 1, 0), only over the budget
+                                     # loss += lambda * max(C / budget - 1, 0), only over the budget
+    efficiency_price: derived        # C: derived: the cost of the network derivation returns now (the
+                                     # deepest surviving output's path at its chosen ops and widths), with the
+                                     # expected cost's gradient (straight-through), so a budget binds on
+                                     # what the search returns; expected: E[cost] of the weighted mixture
     order_weight: 1.0                # weight of the sorted-sparsestmax ordering penalty
     r_network: [0.0, 0.5]            # sparsestmax radius of the output weights, start -> end, as a
                                      # fraction of the vertex distance (linear over the search epochs)
@@ -70,6 +74,7 @@ from tinysr.search.trilevel.supernet import CostModel, SpaceSpec, Supernet, anne
 RUN_FORMAT = "tinysr.trilevel-run/1"
 CKPT_FORMAT = "tinysr.trilevel-checkpoint/1"
 EFFICIENCY = ("latency", "flops", "none")
+PRICES = ("derived", "expected")
 ARCH_STREAM = 1_000_003  # the architecture batches' seed offset from proxy.seed
 #: Fields that may change between a run and its resume.
 RUNTIME_FIELDS = ("threads", "ckpt_every", "run_dir")
@@ -95,6 +100,7 @@ class TrilevelConfig:
     input_size: list[int] = field(default_factory=lambda: [180, 320])
     efficiency_weight: float = 0.05
     efficiency_budget: float | None = None
+    efficiency_price: str = "derived"
     order_weight: float = 1.0
     r_network: list[float] = field(default_factory=lambda: [0.0, 0.5])
     r_cell: list[float] = field(default_factory=lambda: [0.0, 1.0])
@@ -163,6 +169,8 @@ class TrilevelConfig:
                 bad(f"{name} must be >= 0, got {v}")
         if self.content_weight == 0 and self.perceptual_weight == 0:
             bad("content_weight and perceptual_weight are both 0: nothing to learn from")
+        if self.efficiency_price not in PRICES:
+            bad(f"efficiency_price must be one of {', '.join(PRICES)}, got {self.efficiency_price!r}")
         if self.efficiency_budget is not None and not self.efficiency_budget > 0:
             bad(f"efficiency_budget must be > 0 (or null), got {self.efficiency_budget}")
 
@@ -232,7 +240,7 @@ class TrilevelSearch:
             self._set_schedule(0)
             if self.cost is not None and self.budget is None:
                 with torch.no_grad():
-                    self.budget = float(self.net.expected_cost(self.cost))
+                    self.budget = float(self.priced_cost()[0])
         if not resume:
             self.run.mkdir(parents=True, exist_ok=True)
             record = {"format": RUN_FORMAT, "config": cfg.to_dict(), "data": fingerprint,
@@ -249,6 +257,7 @@ class TrilevelSearch:
             raise ValueError(f"{run_file}: not a trilevel search run (format {rec.get('format')!r})")
         ours = self.cfg.identity()
         theirs = {k: v for k, v in rec["config"].items() if k not in RUNTIME_FIELDS}
+        theirs.setdefault("efficiency_price", "expected")  # runs from before the field priced the mixture
         diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         if diff:
             raise ValueError(f"{self.run} was started with another config ({', '.join(diff)} differ): "
@@ -283,6 +292,13 @@ class TrilevelSearch:
             return hr
         with torch.no_grad():
             return self.teacher(lr).clamp(0, 1)
+
+    def priced_cost(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(C, E)``: the cost the efficiency term prices (``efficiency_price``) and the expected cost."""
+        expected = self.net.expected_cost(self.cost)
+        if self.cfg.efficiency_price == "derived":
+            return self.net.derived_cost(self.cost, expected), expected.detach()
+        return expected, expected.detach()
 
     def efficiency_term(self, cost: torch.Tensor) -> torch.Tensor:
         """``E/E0`` without a budget, ``max(E/budget - 1, 0)`` with one (see the config's fields)."""
@@ -357,8 +373,8 @@ class TrilevelSearch:
                 order = self.net.order_penalty()
                 a_loss = a_loss + cfg.order_weight * order
                 if self.cost is not None:
-                    cost = self.net.expected_cost(self.cost)
-                    a_loss = a_loss + cfg.efficiency_weight * self.efficiency_term(cost)
+                    priced, cost = self.priced_cost()
+                    a_loss = a_loss + cfg.efficiency_weight * self.efficiency_term(priced)
                 a_loss.backward()
                 self.opt_a.step()
             self.step += 1

@@ -27,6 +27,11 @@ path)`` + the head, where a node costs ``sum_op a_op * sum_j softmax(gamma)_j * 
 and every part's cost is a :class:`CostModel` lookup by the part's latency-table key: the measured
 milliseconds of a device profile (``tinysr lut build --space trilevel``), or the part's Mult-Adds.
 Differentiable in every architecture parameter (FBNet's expected latency, on the TrilevelNAS space).
+
+**Derived cost.** The expected cost prices the weighted mixture, which the shallow outputs dominate
+early, while derivation returns the deepest surviving output: a budget on the expected cost need
+never bind on the returned network. :meth:`Supernet.derived_cost` is the returned network's cost with
+the expected cost's gradient (straight-through); the search's efficiency term uses it by default.
 """
 from __future__ import annotations
 
@@ -287,6 +292,19 @@ class Supernet(nn.Module):
                     path = path + cost.tail(e.level)
             total = total + w[i] * path
         return total
+
+    def derived_cost(self, cost: "CostModel", expected: torch.Tensor | None = None) -> torch.Tensor:
+        """The cost of the network :meth:`derive` returns now, with the gradient of :meth:`expected_cost`
+        (straight-through): its value is the derived network's priced parts (the deepest surviving
+        output's path, each node at its largest-weight operation and most probable width), so that a
+        budget on it binds exactly while the network the search would return is over the budget;
+        its gradient moves the output, operation and width weights towards cheaper choices as the
+        expected cost does (the derived network itself is not differentiable)."""
+        if expected is None:
+            expected = self.expected_cost(cost)
+        genotype, _ = self.derive()
+        value = cost.of_genotype(genotype)
+        return expected + (value - expected.detach())
 
     # ----------------------------------------------------------------------------- derive
     def derive(self) -> tuple[TrilevelGenotype, dict]:
