@@ -603,5 +603,11 @@ def test_space_options_may_name_a_skeleton_outside_the_default_choices(tmp_path)
     cfg = SearchConfig.from_dict({**base, "space_options": {"skeletons": ["anchor+clip+linear+skip",
                                                                           "anchor+clip+linear"]}})
     assert cfg.search_space().skeletons == ("anchor+clip+linear", "anchor+clip+linear+skip")
+    ops = SearchConfig.from_dict({**base, "space_options": {"ops": ["identity", "conv3"]}}).search_space()
+    assert ops.ops == ("conv3", "identity") and ops.num_decisions == 3 + 2 * ops.num_nodes
+    drawn = {n.op for v in ops.sample(np.random.default_rng(0), 20) for n in ops.decode(v).nodes}
+    assert drawn == {"conv3", "identity"}
+    with pytest.raises(ValueError, match="subset"):
+        SearchConfig.from_dict({**base, "space_options": {"ops": ["conv9"]}}).search_space()
     with pytest.raises(ValueError, match="subset"):
         SearchConfig.from_dict({**base, "space_options": {"skeletons": ["anchor+skip"]}}).search_space()

@@ -9,7 +9,8 @@
     space: tpsr                         # tpsr: the paper's (20 cell decisions); tpsr_plus: + width 16/24/32,
                                         # depth 1/2 and skeleton tpsr/anchor/anchor+clip/anchor+clip+linear (tinysr.search.core.space)
     space_options: {}                   # tpsr_plus only: a sub-space, any of {widths: [16], depths: [1, 2],
-                                        # skeletons: [anchor+clip, ...]} (each a subset of the space's choices)
+                                        # ops: [conv3, identity, ...]} (each a subset of the space's choices),
+                                        # skeletons: [anchor+clip, ...] (any of tinysr.profile.lut.SKELETONS)
     n_feats: 16                         # cell width (the tpsr space; tpsr_plus searches it)
     input_size: [180, 320]              # LR input (H, W) at which Mult-Adds and latency are counted
     max_mult_adds: 4.0e+9               # the paper's limit f (null: none)
@@ -153,8 +154,9 @@ class SearchConfig(ConfigFile):
 
     def search_space(self):
         """The space the strategy samples: the named ``space``, restricted by ``space_options`` (tpsr_plus:
-        ``widths``, ``depths``, each a non-empty subset of the space's choices; ``skeletons``, a non-empty
-        subset of every skeleton :data:`tinysr.profile.lut.SKELETONS` names, the space's defaults first)."""
+        ``widths``, ``depths``, ``ops`` (the cell's candidate operations), each a non-empty subset of the
+        space's choices; ``skeletons``, a non-empty subset of every skeleton :data:`tinysr.profile.lut.SKELETONS`
+        names, the space's defaults first)."""
         from tinysr.profile.lut import SKELETONS
         from tinysr.search.core.space import GeneratorSpace, PlusSpace
 
@@ -164,23 +166,24 @@ class SearchConfig(ConfigFile):
             return space
         if not isinstance(space, PlusSpace):
             raise ValueError(f"space_options restrict the extended space (tpsr_plus), not {self.space!r}")
-        unknown = set(opts) - {"widths", "depths", "skeletons"}
+        unknown = set(opts) - {"widths", "depths", "skeletons", "ops"}
         if unknown:
-            raise ValueError(f"space_options: unknown {', '.join(sorted(unknown))}; known: widths, depths, skeletons")
+            raise ValueError(f"space_options: unknown {', '.join(sorted(unknown))}; known: widths, depths, skeletons, "
+                             "ops")
         for key, value in opts.items():
             have = getattr(space, key)
             if key == "skeletons":  # the space's default choices, then the other skeletons
                 have = tuple(have) + tuple(sk for sk in SKELETONS if sk not in have)
             value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-            if key != "skeletons":
+            if key not in ("skeletons", "ops"):
                 value = tuple(int(v) for v in value)
             extra = [v for v in value if v not in have]
             if not value or extra:
                 raise ValueError(f"space_options {key}: {list(value)} must be a non-empty subset of the space's "
                                  f"{list(have)}")
             opts[key] = tuple(v for v in have if v in value)  # the space's order
-        return PlusSpace(space.num_nodes, space.ops, opts.get("widths", space.widths), opts.get("depths", space.depths),
-                         opts.get("skeletons", space.skeletons))
+        return PlusSpace(space.num_nodes, opts.get("ops", space.ops), opts.get("widths", space.widths),
+                         opts.get("depths", space.depths), opts.get("skeletons", space.skeletons))
 
     def psnr_floor(self, bicubic: float | None) -> float:
         """The reward's ``psnr_min``: the configured number, or for ``auto`` the bicubic PSNR of the
