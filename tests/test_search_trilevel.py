@@ -224,6 +224,20 @@ def test_build_lut_trilevel_space(tmp_path, monkeypatch):
     g = TrilevelGenotype.parse("A res3:4 up")
     assert table.predict(g) > table.predict(TrilevelGenotype.parse("A up"))
     assert lut.default_lut_name(data).endswith("-trilevel.json")
+    # validated as a TPSR table is: random trilevel networks timed with the reference in every round
+    from tinysr.profile.predict import sample_genotypes, validate
+
+    res = validate(data, samples=3, seed=2, runs=3, warmup=1, rounds=2)
+    genos = sample_genotypes(3, 2, "trilevel", scale=2)
+    assert [r["genotype"] for r in res["rows"]] == [str(g) for g in genos]
+    assert all(isinstance(g, TrilevelGenotype) and g.scale_of(2) == 2 for g in genos)
+    assert {n.op for g in genos for c in g.cells for n in c} <= {"res3"}
+    for r in res["rows"]:
+        assert r["measured_ms"] > 0 and r["predicted_ms"] == pytest.approx(table.predict(r["genotype"]))
+        assert r["rel_error_pct"] == pytest.approx((r["predicted_rel"] - r["measured_rel"]) / r["measured_rel"] * 100)
+    assert res["comparison"] == "relative" and res["reference"]["genotype"] == "B up" and res["stats"]["n"] == 3
+    with pytest.raises(ValueError, match="trilevel space"):
+        validate(data, samples=1, space="tpsr")
 
 
 # ----------------------------------------------------------------------------- the search

@@ -237,8 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--profile", required=True)
     v.add_argument("--samples", type=int, default=30)
     v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--space", choices=["tpsr", "tpsr_plus"],
-                   help="the space to sample (default the table's; tpsr_plus: width, depth and skeleton too)")
+    v.add_argument("--space", choices=["tpsr", "tpsr_plus", "trilevel"],
+                   help="the space to sample (default the table's; tpsr_plus: width, depth and skeleton too; "
+                        "trilevel: random trilevel networks, needs a trilevel table)")
     v.add_argument("--warmup", type=int, default=3)
     v.add_argument("--runs", type=int, default=20, help="timed runs per network (default 20)")
     v.add_argument("--rounds", type=int, default=4, help="interleaved rounds the runs are split over (default 4)")

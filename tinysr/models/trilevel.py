@@ -132,6 +132,28 @@ class TrilevelGenotype:
     def cells(self) -> list[tuple[TriNode, ...]]:
         return [s for s in self.path if s != UP]
 
+    @classmethod
+    def random(cls, rng, scale: int = 4, ops=("res3", "mb3", "conv3"), ratios=(0.5, 1.0, 1.5), n: int = 16,
+               cells=(3, 2), nodes: int = 2, backbones=BACKBONES) -> "TrilevelGenotype":
+        """A random network of the trilevel space (``random.Random`` ``rng``): a backbone, then at each
+        resolution level 0 to ``cells[level]`` cells (backbone B: ``cells[0]`` at the LR size) of 1 to
+        ``nodes`` nodes, each an operation of ``ops`` (``skip`` left out: it is nothing to time) at a width
+        ratio of ``ratios`` for the width-searched ones."""
+        backbone = rng.choice(tuple(backbones))
+        levels = num_x2_steps(int(scale)) if backbone == "A" else 1
+        ops = [op for op in ops if op != SKIP]
+        path: list = []
+        for level in range(levels):
+            for _ in range(rng.randint(0, int(cells[min(level, len(cells) - 1)]))):
+                cell = []
+                for _ in range(rng.randint(1, int(nodes))):
+                    op = rng.choice(ops)
+                    hidden = hidden_width(op, n, rng.choice(tuple(ratios))) if op in WIDTH_OPS else None
+                    cell.append(TriNode(op, hidden))
+                path.append(tuple(cell))
+            path.append(UP)
+        return cls(backbone, tuple(path))
+
     def scale_of(self, scale: int | None = None) -> int:
         """The upscaling factor: backbone A's from its x2 steps; B's is ``scale`` (required)."""
         if self.backbone == "A":

@@ -131,10 +131,14 @@ def space_widths(space: str, widths=None) -> tuple:
     return widths
 
 
-def random_genotype(space: str, rng):
+def random_genotype(space: str, rng, scale: int = 4):
     """A uniform random genotype of ``space`` (``random.Random`` ``rng``): a cell (``Genotype.random``), and
     for an extended space first its width, depth and skeleton (a :class:`NetworkGenotype`)."""
     spec = SPACES[space]
+    if space == "trilevel":  # a backbone, then 0-3 cells at the LR size (A: and 0-2 at 2x) of 1-2 nodes
+        from tinysr.models.trilevel import TrilevelGenotype
+
+        return TrilevelGenotype.random(rng, scale, spec["ops"], spec["ratios"], spec["n_feats"])
     if "widths" not in spec:
         return Genotype.random(spec["num_nodes"], rng, spec["ops"])
     width, depth, skeleton = rng.choice(spec["widths"]), rng.choice(spec["depths"]), rng.choice(spec["skeletons"])
@@ -245,13 +249,17 @@ def convert_network(model: nn.Module, size, quiet: bool = True) -> bytes:
 
 
 def convert_genotype(genotype: Genotype, scale: int, n_feats: int, size, cache_dir=None) -> bytes:
-    """The .tflite of ``CellSR(genotype, scale, n_feats)`` on a ``size`` input (random weights), cached."""
+    """The .tflite of ``CellSR(genotype, scale, n_feats)`` on a ``size`` input (random weights), cached;
+    of ``TrilevelSR(genotype, scale, n_feats)`` for a trilevel genotype."""
     import hashlib
 
     from tinysr.models.tpsr import CellSR
+    from tinysr.models.trilevel import TrilevelGenotype, TrilevelSR
 
     def make():
         torch.manual_seed(0)
+        if isinstance(genotype, TrilevelGenotype):
+            return convert_network(TrilevelSR(genotype, scale, n_feats), size)
         return convert_network(CellSR.of(genotype, scale, n_feats), size)
 
     h, w = size

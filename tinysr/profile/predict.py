@@ -153,19 +153,20 @@ def measure_latency(model_or_genotype, device: str = "host", runtime: str = "lit
 
 
 # ------------------------------------------------------------------------------ sampling
-def sample_genotypes(samples: int, seed: int = 0, space: str = "tpsr", exclude=()) -> list:
-    """``samples`` distinct random genotypes of the search space (``Genotype.random``, ``random.Random(seed)``).
+def sample_genotypes(samples: int, seed: int = 0, space: str = "tpsr", exclude=(), scale: int = 4) -> list:
+    """``samples`` distinct random genotypes of the search space (``Genotype.random``, ``random.Random(seed)``;
+    the trilevel space: :meth:`~tinysr.models.trilevel.TrilevelGenotype.random` at ``scale``).
 
     ``exclude``: genotypes (or their text) never returned, e.g. a table's calibration networks.
     """
-    if "num_nodes" not in SPACES.get(space, {}):
+    if "num_nodes" not in SPACES.get(space, {}) and space != "trilevel":
         raise ValueError(f"cannot sample genotypes of the {space!r} space here")
     rng = random.Random(seed)
     excluded = {str(g) for g in exclude}
     out, seen = [], set(excluded)
     tries = 0
     while len(out) < samples:
-        g = random_genotype(space, rng)
+        g = random_genotype(space, rng, scale)
         tries += 1
         if str(g) in seen and (tries < 100 * samples or str(g) in excluded):
             continue
@@ -270,12 +271,15 @@ def validate(profile, samples: int = 30, seed: int = 0, runs: int = 20, warmup: 
 
     ``cache_dir``: keep (and reuse) the converted networks there. ``space``: the space to sample
     (default the table's; ``tpsr_plus`` samples width, depth and skeleton too, and needs a table that
-    holds them).
+    holds them; a trilevel table samples trilevel networks, :meth:`TrilevelGenotype.random`).
     """
-    table = _tpsr_table(profile, "validate")
+    table = load_table(profile)
     space = space or table.space
-    if space not in ("tpsr", "tpsr_plus"):
-        raise ValueError(f"validate samples the tpsr or tpsr_plus space, not {space!r}")
+    if space not in ("tpsr", "tpsr_plus", "trilevel"):
+        raise ValueError(f"validate samples the tpsr, tpsr_plus or trilevel space, not {space!r}")
+    if (space == "trilevel") != (table.space == "trilevel"):
+        raise ValueError(f"{table.source or 'profile'} is a table of the {table.space} space: it cannot validate "
+                         f"networks of the {space} space")
     compare = compare or ("relative" if table.relative else "absolute")
     if compare not in ("relative", "absolute"):
         raise ValueError(f"compare must be relative or absolute, not {compare!r}")
@@ -285,13 +289,16 @@ def validate(profile, samples: int = 30, seed: int = 0, runs: int = 20, warmup: 
     say = progress or (lambda msg: None)
     cal = table.data.get("calibration") or {}
     excluded = [n["genotype"] for n in cal.get("networks", [])]
-    genos = sample_genotypes(samples, seed, space, exclude=excluded)
+    genos = sample_genotypes(samples, seed, space, exclude=excluded, scale=table.scale)
     if space == "tpsr_plus":  # a table built for some widths only: sample those
         genos = [g for g in genos if g.n_feats in table.widths]
         for g in genos[:1]:
             table.predict(g)  # a table without the space's skeleton parts fails here, before any conversion
     if table.relative:
         ref, ref_then, reference = table.reference, table.table_reference_ms, True
+    elif table.space == "trilevel":
+        raise ValueError(f"{table.source or 'profile'} has no relative entries: rebuild it with tinysr lut build "
+                         "--space trilevel to validate it")
     else:
         ref = table.data.get("overhead", {}).get("reference_genotype", OVERHEAD_REFERENCE)
         ref_then, reference = table.data.get("overhead", {}).get("reference_ms"), Genotype.parse(ref)
