@@ -335,6 +335,9 @@ def test_search_with_latency_table_and_teacher(tmp_path):
 
 @pytest.mark.parametrize("change, error", [
     ({"cells": [2, 1]}, "resolution level"), ({"efficiency": "latency"}, "needs a profile"),
+    ({"efficiency_band": 0.9}, "needs an efficiency_budget"),
+    ({"efficiency_band": 1.2, "efficiency_budget": 1.0}, "fraction"),
+    ({"efficiency_price": "mixture"}, "efficiency_price"),
     ({"r_cell": [0.0, 1.5]}, "r_cell"), ({"warmup_epochs": 3}, "warmup_epochs"), ({"ops": ["conv3", "conv3"]}, "once"),
     ({"width_ratios": [1.0, 0.5]}, "increasing"), ({"bogus": 1}, "unknown key"),
 ])
@@ -434,3 +437,7 @@ def test_efficiency_term_linear_and_budget_hinge():
     assert float(TrilevelSearch.efficiency_term(linear, torch.tensor(40.0))) == pytest.approx(0.5)
     assert float(TrilevelSearch.efficiency_term(hinge, torch.tensor(40.0))) == 0.0
     assert float(TrilevelSearch.efficiency_term(hinge, torch.tensor(60.0))) == pytest.approx(0.2)
+    band = SimpleNamespace(cfg=SimpleNamespace(efficiency_budget=50.0, efficiency_band=0.9), budget=50.0)
+    assert float(TrilevelSearch.efficiency_term(band, torch.tensor(47.0))) == 0.0
+    assert float(TrilevelSearch.efficiency_term(band, torch.tensor(40.0))) == pytest.approx(0.1)
+    assert float(TrilevelSearch.efficiency_term(band, torch.tensor(60.0))) == pytest.approx(0.2)

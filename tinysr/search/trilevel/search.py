@@ -24,6 +24,9 @@ The config (YAML or TOML), every field::
     efficiency_budget: null          # null: loss += lambda * C / C0 (C0: the initial supernet's), a
                                      # steady pull towards cheaper networks; a number (ms or G Mult-Adds):
                                      # loss += lambda * max(C / budget - 1, 0), only over the budget
+    efficiency_band: null            # with a budget: a fraction f < 1 adds lambda * max(f - C / budget, 0), a
+                                     # pull up while C is under f x budget (TF-NAS's two-sided latency loss):
+                                     # the derived network lands between f x budget and the budget
     efficiency_price: derived        # C: derived: the cost of the network derivation returns now (the
                                      # deepest surviving output's path at its chosen ops and widths), with the
                                      # expected cost's gradient (straight-through), so a budget binds on
@@ -101,6 +104,7 @@ class TrilevelConfig:
     efficiency_weight: float = 0.05
     efficiency_budget: float | None = None
     efficiency_price: str = "derived"
+    efficiency_band: float | None = None
     order_weight: float = 1.0
     r_network: list[float] = field(default_factory=lambda: [0.0, 0.5])
     r_cell: list[float] = field(default_factory=lambda: [0.0, 1.0])
@@ -169,6 +173,11 @@ class TrilevelConfig:
                 bad(f"{name} must be >= 0, got {v}")
         if self.content_weight == 0 and self.perceptual_weight == 0:
             bad("content_weight and perceptual_weight are both 0: nothing to learn from")
+        if self.efficiency_band is not None:
+            if self.efficiency_budget is None:
+                bad("efficiency_band needs an efficiency_budget (the band is a fraction of it)")
+            if not 0.0 < self.efficiency_band < 1.0:
+                bad(f"efficiency_band must be a fraction in (0, 1), got {self.efficiency_band}")
         if self.efficiency_price not in PRICES:
             bad(f"efficiency_price must be one of {', '.join(PRICES)}, got {self.efficiency_price!r}")
         if self.efficiency_budget is not None and not self.efficiency_budget > 0:
@@ -258,6 +267,7 @@ class TrilevelSearch:
         ours = self.cfg.identity()
         theirs = {k: v for k, v in rec["config"].items() if k not in RUNTIME_FIELDS}
         theirs.setdefault("efficiency_price", "expected")  # runs from before the field priced the mixture
+        theirs.setdefault("efficiency_band", None)
         diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         if diff:
             raise ValueError(f"{self.run} was started with another config ({', '.join(diff)} differ): "
@@ -301,10 +311,13 @@ class TrilevelSearch:
         return expected, expected.detach()
 
     def efficiency_term(self, cost: torch.Tensor) -> torch.Tensor:
-        """``E/E0`` without a budget, ``max(E/budget - 1, 0)`` with one (see the config's fields)."""
+        """``C/C0`` without a budget, ``max(C/budget - 1, 0)`` with one, plus ``max(band - C/budget, 0)`` with
+        an ``efficiency_band`` (see the config's fields)."""
         if self.cfg.efficiency_budget is None:
             return cost / self.budget
-        return torch.relu(cost / self.budget - 1.0)
+        term = torch.relu(cost / self.budget - 1.0)
+        band = getattr(self.cfg, "efficiency_band", None)
+        return term + torch.relu(band - cost / self.budget) if band is not None else term
 
     def _task_loss(self, sr: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = self.cfg.content_weight * F.l1_loss(sr, target)
