@@ -611,3 +611,32 @@ def test_space_options_may_name_a_skeleton_outside_the_default_choices(tmp_path)
         SearchConfig.from_dict({**base, "space_options": {"ops": ["conv9"]}}).search_space()
     with pytest.raises(ValueError, match="subset"):
         SearchConfig.from_dict({**base, "space_options": {"skeletons": ["anchor+skip"]}}).search_space()
+
+
+def test_search_without_weight_sharing_scores_every_candidate_from_fresh_weights(tmp_path, monkeypatch):
+    from tinysr.data.proxy import ProxyData
+    from tinysr.search.core import run_store
+    from tinysr.search.generator.config import SearchConfig
+    from tinysr.search.generator.driver import run_search
+    from tinysr.search.generator.proxy import evaluate_candidate
+
+    profile = tmp_path / "plus.json"
+    profile.write_text(json.dumps(fake_plus_table()))
+    _small_space(monkeypatch)
+    base = _tiny_config(tmp_path, profile).to_dict()
+    assert "weight_sharing" not in base  # the default: records as before the option existed
+    cfg = SearchConfig.from_dict({**base, "weight_sharing": False, "run_dir": str(tmp_path / "fresh")})
+    assert cfg.to_dict()["weight_sharing"] is False
+    run_search(cfg, progress=False)
+    _, study = run_store.open_run(cfg.run_dir)
+    recs = [r for r in run_store.trial_records(study) if r.psnr is not None]
+    data = ProxyData.load(cfg.proxy, progress=False)
+    assert len(recs) == 4
+    for r in recs[-2:]:  # later candidates too: nothing inherited from the store
+        assert evaluate_candidate(r.genotype, None, cfg.proxy, data, threads=1).psnr == pytest.approx(r.psnr, abs=1e-6)
+    shared = SearchConfig.from_dict({**base, "run_dir": str(tmp_path / "shared")})
+    run_search(shared, progress=False)
+    _, study = run_store.open_run(shared.run_dir)
+    later = [r for r in run_store.trial_records(study) if r.psnr is not None][-1]
+    assert evaluate_candidate(later.genotype, None, cfg.proxy, data, threads=1).psnr != pytest.approx(later.psnr,
+                                                                                                   abs=1e-6)

@@ -22,6 +22,8 @@
     psnr_max: null
     alpha: -0.07                        # MnasNet exponents (alpha = 0, beta = -1: near-hard)
     beta: -0.07
+    weight_sharing: true                # every candidate starts from the weight store (TPSR's Eq. 5); false:
+                                        # from fresh weights (the same seeded initialisation for every candidate)
     strategy: reinforce                 # reinforce | random | nsga2 | tpe
     strategy_options: {}                # keyword arguments of the strategy (e.g. {lr: 0.03})
     evaluations: 100                    # candidates to train and score (rejections do not count)
@@ -112,6 +114,7 @@ class SearchConfig(ConfigFile):
     psnr_max: float | None = None
     alpha: float = -0.07
     beta: float = -0.07
+    weight_sharing: bool = True
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "search config") -> "SearchConfig":
@@ -150,6 +153,8 @@ class SearchConfig(ConfigFile):
             del out["space"]
         if not out.get("space_options"):  # the whole space: run records as before the field existed
             out.pop("space_options", None)
+        if out.get("weight_sharing", True):  # the paper's weight sharing: run records as before the field existed
+            out.pop("weight_sharing", None)
         return out
 
     def search_space(self):

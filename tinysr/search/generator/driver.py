@@ -233,7 +233,8 @@ class Search:
 
     def _job(self, c: _Candidate):
         """The backend job that evaluates ``c`` (:func:`tinysr.search.core.backends.run_job`)."""
-        return GeneratorJob(str(c.genotype), self.store.get(c.genotype), self.cfg.n_feats)
+        init = self.store.get(c.genotype) if self.cfg.weight_sharing else None  # None: fresh, seeded weights
+        return GeneratorJob(str(c.genotype), init, self.cfg.n_feats)
 
     def _score(self, c: _Candidate, value) -> dict:
         """Set ``c``'s psnr, reward and state dict from an evaluation result; returns its trial attributes."""
