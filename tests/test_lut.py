@@ -480,12 +480,20 @@ def test_relative_validation_cancels_a_slower_host(lut, monkeypatch):
     _slow_host(monkeypatch, 1.5)
     slow = validate(lut, **kw)
     assert slow["reference"]["now_ms"] / calm["reference"]["now_ms"] > 1.2
+    # Two validations of 16 x 16 networks (tens of microseconds each) differ by up to ~10 % from timing
+    # noise alone, so the slow-down (about 1 - 1 / 1.5 = 33 % on the absolute comparison) is compared
+    # with what the relative comparison moved, not with a fixed bound.
     shift_abs = slow["stats_absolute"]["mean_signed_pct"] - calm["stats_absolute"]["mean_signed_pct"]
     shift_rel = slow["stats_relative"]["mean_signed_pct"] - calm["stats_relative"]["mean_signed_pct"]
     assert shift_abs < -15, (calm["stats_absolute"], slow["stats_absolute"])
-    assert abs(shift_rel) < 8, (calm["stats_relative"], slow["stats_relative"])
-    assert slow["stats_absolute"]["median_abs_pct"] > calm["stats_absolute"]["median_abs_pct"] + 10
-    assert abs(slow["stats_relative"]["median_abs_pct"] - calm["stats_relative"]["median_abs_pct"]) < 8
+    assert abs(shift_rel) < abs(shift_abs) / 2, (calm["stats_relative"], slow["stats_relative"], shift_abs)
+    # within the slow run's own measurements the absolute comparison sits about 33 % below the relative one
+    gap = slow["stats_relative"]["mean_signed_pct"] - slow["stats_absolute"]["mean_signed_pct"]
+    calm_gap = calm["stats_relative"]["mean_signed_pct"] - calm["stats_absolute"]["mean_signed_pct"]
+    assert gap > calm_gap + 20, (gap, calm_gap)
+    grew_abs = slow["stats_absolute"]["median_abs_pct"] - calm["stats_absolute"]["median_abs_pct"]
+    assert grew_abs > 10
+    assert abs(slow["stats_relative"]["median_abs_pct"] - calm["stats_relative"]["median_abs_pct"]) < grew_abs
     # the absolute comparison as the headline, on request; a table without relative entries has only that one
     absolute = validate(lut, compare="absolute", **dict(kw, samples=2, runs=2, rounds=1))
     assert absolute["comparison"] == "absolute" and absolute["stats"] == absolute["stats_absolute"]
