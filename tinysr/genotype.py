@@ -12,6 +12,7 @@ TPSR cell is :data:`TPSR_GENOTYPE`.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -187,7 +188,7 @@ class NetworkGenotype:
 
     def deployed(self) -> "NetworkGenotype":
         """The network as exported: a ``linear`` network's collapsed form (the same without ``linear``)."""
-        return NetworkGenotype(self.cell, self.n_feats, self.n_cells, self.upsampler, self.clip, skip=self.skip)
+        return dataclasses.replace(self, linear=False)
 
     # the cell's interface, so code that reads a genotype's nodes works on a network too
     @property

@@ -475,14 +475,9 @@ def convert_reference(space: str, network: str, scale: int, n_feats: int, size, 
     """The .tflite of a table's reference network (text of a genotype of ``space``) at its size and width."""
     h, w = (int(v) for v in size)
     if space == "trilevel":
-        from tinysr.models.trilevel import TrilevelSR
+        from tinysr.models.trilevel import TrilevelGenotype
 
-        def make():
-            torch.manual_seed(0)
-            return convert_network(TrilevelSR(network, scale, n_feats), (h, w))
-
-        return convert_cached(make, cache_dir,
-                              f"net_trilevel_{network.replace(' ', '_')}_n{n_feats}_x{scale}_{h}x{w}.tflite")
+        return convert_genotype(TrilevelGenotype.parse(network), scale, n_feats, (h, w), cache_dir)
     return convert_genotype(Genotype.parse(network), scale, n_feats, (h, w), cache_dir)
 
 

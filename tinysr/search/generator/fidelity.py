@@ -74,7 +74,6 @@ def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 
-
 # ------------------------------------------------------------------------------- picking
 def _canonical(genotype: str) -> str:
     from tinysr.genotype import as_network
