@@ -121,7 +121,8 @@ from tinysr.search.core.optuna_strategy import NSGA2Strategy, OptunaStrategy, TP
 from tinysr.search.core.registry import STRATEGIES, make_strategy
 from tinysr.search.core.space import (CELL_INPUT_PARAM, TPSR_D_SPACE, TPSR_PLUS_SPACE, TPSR_SPACE, DiscriminatorSpace,
                                       GeneratorSpace, PlusSpace, decode, encode, space_size)
-from tinysr.search.core.strategies import DEFAULT_LR, ENAS_PYTORCH_LR, RandomStrategy, ReinforceStrategy, Strategy
+from tinysr.search.core.strategies import (DEFAULT_LR, ENAS_PYTORCH_LR, EvolutionStrategy, RandomStrategy, ReinforceStrategy,
+                                          Strategy)
 from tinysr.search.generator.proxy import ProxyResult, evaluate_candidate, train_steps
 from tinysr.search.generator.reward import Constraints, LatencyTarget, Reward, default_mult_adds, mnas_factor
 from tinysr.search.generator.weight_store import PlusWeightStore, WeightStore
@@ -131,7 +132,7 @@ __all__ = [
     "TPSR_PLUS_SPACE", "PlusSpace", "PlusWeightStore",
     "TPSR_D_SPACE", "DiscriminatorSpace",
     "Constraints", "LatencyTarget", "Reward", "default_mult_adds", "mnas_factor",
-    "DEFAULT_LR", "ENAS_PYTORCH_LR", "STRATEGIES", "RandomStrategy", "ReinforceStrategy", "Strategy", "make_strategy",
+    "DEFAULT_LR", "ENAS_PYTORCH_LR", "STRATEGIES", "EvolutionStrategy", "RandomStrategy", "ReinforceStrategy", "Strategy", "make_strategy",
     "NSGA2Strategy", "OptunaStrategy", "TPEStrategy",
     "WeightStore",
     "ProxyData", "ProxyResult", "ProxyTask", "bicubic_psnr", "evaluate_candidate", "train_steps", "validation_psnr",

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from tinysr.search.core.optuna_strategy import NSGA2Strategy, TPEStrategy
 from tinysr.search.core.space import TPSR_SPACE, GeneratorSpace
-from tinysr.search.core.strategies import RandomStrategy, ReinforceStrategy, Strategy
+from tinysr.search.core.strategies import EvolutionStrategy, RandomStrategy, ReinforceStrategy, Strategy
 
-STRATEGIES = {cls.name: cls for cls in (RandomStrategy, ReinforceStrategy, NSGA2Strategy, TPEStrategy)}
+STRATEGIES = {cls.name: cls for cls in (RandomStrategy, ReinforceStrategy, EvolutionStrategy, NSGA2Strategy, TPEStrategy)}
 
 
 def make_strategy(name: str, space: GeneratorSpace = TPSR_SPACE, seed: int | None = 0, **options) -> Strategy:

@@ -24,7 +24,7 @@
     beta: -0.07
     weight_sharing: true                # every candidate starts from the weight store (TPSR's Eq. 5); false:
                                         # from fresh weights (the same seeded initialisation for every candidate)
-    strategy: reinforce                 # reinforce | random | nsga2 | tpe
+    strategy: reinforce                 # reinforce | evolution | random | nsga2 | tpe
     strategy_options: {}                # keyword arguments of the strategy (e.g. {lr: 0.03})
     evaluations: 100                    # candidates to train and score (rejections do not count)
     max_candidates: 0                   # give up after this many samples, rejections included (0: 50 x evaluations)
