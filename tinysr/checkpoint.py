@@ -69,6 +69,20 @@ def bundled_weights_path(filename: str) -> Path:
     return Path(str(resources.files("tinysr") / "weights" / filename))
 
 
+def qat_record(spec: str) -> dict | None:
+    """The quantization-aware training record (learnt int8 ranges, :mod:`tinysr.export.qat`) of a checkpoint
+    path or a model's bundled weights; None when it has none."""
+    path = Path(spec)
+    if not (path.suffix in (".pt", ".pth", ".ckpt") or path.is_file()):
+        if spec not in list_models(kind=None) or not get_entry(spec).weights:
+            return None
+        path = bundled_weights_path(get_entry(spec).weights)
+        if not path.is_file():
+            return None
+    ckpt = read_checkpoint(path)
+    return ckpt.get("qat") if isinstance(ckpt, dict) else None
+
+
 def load_model(spec: str, allow_random: bool = False, kind: str | None = "generator") -> nn.Module:
     """A registry name (with its bundled weights) or a checkpoint path -> model in eval mode.
 

@@ -214,6 +214,10 @@ def cmd_train(args):
     from ..train.trainer import train
 
     cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    if getattr(args, "qat", False) and cfg.qat is None:
+        from ..train.config import QATConfig
+
+        cfg.qat = QATConfig()
     if args.genotype and Path(args.genotype).is_file():  # a TPSR-family checkpoint: train its cell
         from ..checkpoint import read_checkpoint
 

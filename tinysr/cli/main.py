@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "trilevel_x4, e.g. 'A res3:16 up up' (tinysr search trilevel's result), or a checkpoint whose "
                    "genotype to train (e.g. one from tinysr search export)")
     s.add_argument("--seed", type=int)
+    s.add_argument("--qat", action="store_true", help="quantization-aware training of the --init-from network in "
+                   "the exporter's int8 scheme (a qat: section with its defaults; tinysr export --precision int8 then "
+                   "takes the learnt ranges)")
     s.add_argument("--no-resume", action="store_true", help="start over even if OUT_DIR/last.pt exists")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=commands.cmd_train)

@@ -75,7 +75,7 @@ FIELDS: dict[str, str] = {
     **_nest("calibration.parts[]", _PART),
     "calibration.crops": "int",
     "calibration.crop_size": "list<int>",
-    "calibration.method": "enum<mse|minmax>",
+    "calibration.method": "enum<mse|minmax|qat>",
     "verification_set": "object",
     "verification_set.source": "string",
     "verification_set.split": "enum<held-out-files|held-out-region|separate>",

@@ -2,9 +2,10 @@
 
 The op set is the delegate's parser table (``tensorflow/lite/delegates/gpu/common/model_builder.cc``,
 TensorFlow 2.16); shape limits: RESHAPE / TRANSPOSE / others are handled on tensors of rank <= 4
-(older converters turned PixelShuffle into a 6-D reshape, which it rejects), and the delegate
-runs float graphs (fully int8 models fall back to the CPU unless the delegate's quantized
-mode is enabled).
+(older converters turned PixelShuffle into a 6-D reshape, which it rejects). The delegate computes in
+float16 / float32 only: an int8 model runs on it by dequantizing its weights to float (its quantized
+mode, on by default in LiteRT), so it gets none of int8's speed there (TensorFlow Lite's "GPU delegate,
+quantized models" guide); int8 pays on the CPU (XNNPACK) or an NPU.
 """
 from __future__ import annotations
 

@@ -198,7 +198,7 @@ def export_model(spec: str, out: str | Path, options: ExportOptions, progress: b
     """Export ``spec`` (registry name, checkpoint) to ``out``; returns the model card (also written)."""
     from tqdm.auto import tqdm
 
-    from ..checkpoint import load_model
+    from ..checkpoint import load_model, qat_record
     from ..complexity import measure
     from ..models.mobile import deploy
 
@@ -220,12 +220,16 @@ def export_model(spec: str, out: str | Path, options: ExportOptions, progress: b
 
     stage("trace")
     model = deploy(load_model(spec, allow_random=o.random_init)).float().eval()
+    qat = qat_record(spec) if o.target == "tflite" and o.precision == "int8" else None
+    if qat is not None and o.value_range != "0-1":
+        raise ValueError(f"{spec} holds int8 ranges learnt for inputs in [0, 1] (quantization-aware training): "
+                         "export it with --range 0-1")
     cx = measure(model, o.input_size)
     source = _source_info(spec, model)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".tinysr-export-", dir=out.parent))
     try:
-        card, art = _export(model, o, work, stage, cx, source)
+        card, art = _export(model, o, work, stage, cx, source, qat)
         return _finish(card, art, out, o)
     finally:
         bar.close()
@@ -237,7 +241,7 @@ def _io(card_io: dict, value_max: float) -> dict:
             "quantization": card_io["quantization"]}
 
 
-def _export(model, o: ExportOptions, work: Path, stage, cx, source) -> tuple[dict, Path]:
+def _export(model, o: ExportOptions, work: Path, stage, cx, source, qat: dict | None = None) -> tuple[dict, Path]:
     from .adapters import IOAdapter
 
     scale = model.scale
@@ -258,6 +262,15 @@ def _export(model, o: ExportOptions, work: Path, stage, cx, source) -> tuple[dic
 
             if o.precision == "fp16":
                 flat = tflite_fp16(flat)
+            elif qat is not None:  # the ranges quantization-aware training learnt, no calibration
+                from .qat import QATModel, learnt_tensor_params
+
+                trained = QATModel(model)
+                trained.load_record(qat, source["model"])
+                flat = tflite_int8(flat, [], layout=o.layout, io="int8" if o.int8_io else "float",
+                                   learnt=learnt_tensor_params(trained, flat))
+                calibration = {"source": "quantization-aware training (the learnt ranges)", "parts": [], "crops": 0,
+                               "crop_size": list(o.input_size), "method": "qat"}
             else:
                 samples, calibration = _calibration(o, calib_parts, verify_files, scale, work, TFLITE_CALIBRATION)
                 flat = tflite_int8(flat, [s * value_max for s in samples], layout=o.layout,

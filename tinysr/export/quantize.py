@@ -37,7 +37,7 @@ import numpy as np
 from . import flatbuffer as fb
 
 __all__ = ["calibration_samples", "ImagePart", "held_out_split", "part_files", "tflite_fp16", "tflite_int8",
-           "onnx_int8", "INT8_OPS"]
+           "int8_tensor_plan", "onnx_int8", "INT8_OPS"]
 
 IO_KINDS = ("float", "int8")
 CALIBRATIONS = ("minmax", "mse")
@@ -332,9 +332,11 @@ def _calibrate(float_tflite: bytes, feeds: list[np.ndarray], method: str) -> _Ca
 class _Int8Rewriter:
     """Rewrites subgraph 0 of a float TFLite model (object API) to int8 ops."""
 
-    def __init__(self, model, cal: _Calibration, method: str, io: str, per_channel: bool,
-                 float_ops: set, input_range: tuple[float, float] | None, raw: bytes, leaky_relu: bool):
+    def __init__(self, model, cal: _Calibration | None, method: str, io: str, per_channel: bool,
+                 float_ops: set, input_range: tuple[float, float] | None, raw: bytes, leaky_relu: bool,
+                 learnt: dict[int, tuple[float, int]] | None = None):
         self.s = fb.schema()
+        self.learnt = learnt
         self.m = model
         self.sg = model.subgraphs[0]
         self.cal = cal
@@ -436,10 +438,47 @@ class _Int8Rewriter:
                 p = self.act_params(int(op.inputs[0]))
             elif op is not None and self.quantized_op[k] and self.name(op) in _FIXED_OUTPUT_OPS:
                 p = _FIXED_OUTPUT_OPS[self.name(op)]
+            elif self.learnt is not None:
+                if t not in self.learnt:
+                    raise ValueError(f"no learnt int8 range for tensor {t} ({self.tname(t)!r}): the learnt ranges do not "
+                                     "belong to this model")
+                p = tuple(self.learnt[t])
             else:
                 p = _asym_params(*self.cal.range(t, self.method))
         self.params[t] = p
         return p
+
+    def plan(self) -> dict[int, tuple]:
+        """Every activation tensor the int8 graph holds as int8, with where its (scale, zero point) comes from:
+        ``("input", scale, zp)`` (the graph input's fixed range), ``("own",)`` (its own calibrated or learnt
+        range), ``("same", t)`` (tensor ``t``'s, an op that cannot requantize), ``("fixed", scale, zp)`` (the
+        kernel's fixed output range)."""
+        out: dict[int, tuple] = {}
+
+        def own_or_input(t: int) -> tuple:
+            if t in self.graph_inputs and self.input_range is not None:
+                return ("input", *_asym_params(*self.input_range))
+            return ("own",)
+
+        for t in self.graph_inputs:
+            if self.io == "int8":
+                out[t] = own_or_input(t)
+        for k, op in enumerate(self.sg.operators):
+            if not self.quantized_op[k]:
+                continue
+            for t in op.inputs:
+                t = int(t)
+                if self.is_activation(t) and t not in out:
+                    out[t] = own_or_input(t)  # quantized where it enters (a QUANTIZE after the input or a float op)
+            name = self.name(op)
+            for t in op.outputs:
+                if name in _SAME_PARAMS_OPS:
+                    out[int(t)] = ("same", int(op.inputs[0]))
+                elif name in _FIXED_OUTPUT_OPS:
+                    out[int(t)] = ("fixed", *_FIXED_OUTPUT_OPS[name])
+                else:
+                    out[int(t)] = ("own",)
+        return out
 
     # -- rewriting --------------------------------------------------------------------------
     def run(self) -> None:
@@ -612,9 +651,22 @@ def _compact(model) -> None:
         md.buffer = bmap[int(md.buffer)]
 
 
+def int8_tensor_plan(float_tflite: bytes, io: str = "float", float_ops: Iterable[int | str] = (),
+                     input_range: tuple[float, float] | None = (0.0, 1.0)) -> dict[int, tuple]:
+    """Which activation tensors of a float .tflite :func:`tflite_int8` (same options) makes int8, and where
+    each one's (scale, zero point) comes from (see ``_Int8Rewriter.plan``): the fake-quantization points
+    of quantization-aware training (:mod:`tinysr.export.qat`). Tensor indices are the float model's."""
+    raw = bytes(float_tflite)
+    model = fb.unpack(raw)
+    if len(model.subgraphs) != 1:
+        raise ValueError(f"int8_tensor_plan handles single-subgraph models, this one has {len(model.subgraphs)}")
+    return _Int8Rewriter(model, None, "minmax", io, True, set(float_ops), input_range, raw, True).plan()
+
+
 def tflite_int8(float_tflite: bytes, samples: list[np.ndarray], layout: str = "nhwc", io: str = "float", *,
                 per_channel: bool = True, calibration: str = "mse", float_ops: Iterable[int | str] = (),
-                input_range: tuple[float, float] | None = (0.0, 1.0), prelu_to_leaky_relu: bool = True) -> bytes:
+                input_range: tuple[float, float] | None = (0.0, 1.0), prelu_to_leaky_relu: bool = True,
+                learnt: dict[int, tuple[float, int]] | None = None) -> bytes:
     """Full-integer post-training quantization of a float32 .tflite, calibrated on ``samples``.
 
     Activations become int8 (asymmetric, per tensor), CONV_2D / DEPTHWISE_CONV_2D weights int8
@@ -649,6 +701,10 @@ def tflite_int8(float_tflite: bytes, samples: list[np.ndarray], layout: str = "n
             equivalent) int8 LEAKY_RELU, which LiteRT's XNNPACK delegate runs; per-channel
             PRELUs stay int8 PRELU (correct, but a reference kernel: pass
             ``float_ops=["PRELU"]`` where speed matters more than a fully integer graph).
+        learnt: (scale, zero point) per activation tensor (indices of the float model) whose plan
+            (:func:`int8_tensor_plan`) is ``("own",)``, e.g. the ranges a quantization-aware training
+            learnt (:func:`tinysr.export.qat.learnt_tensor_params`): used instead of calibrating, so
+            ``samples`` may be empty; a tensor without one is a ``ValueError``.
 
     Returns:
         The quantized .tflite flatbuffer.
@@ -664,7 +720,7 @@ def tflite_int8(float_tflite: bytes, samples: list[np.ndarray], layout: str = "n
     if calibration not in CALIBRATIONS:
         raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {calibration!r}")
     samples = list(samples)
-    if not samples:
+    if not samples and learnt is None:
         raise ValueError("tflite_int8 needs at least one calibration sample")
     feeds = []
     for x in samples:
@@ -673,12 +729,12 @@ def tflite_int8(float_tflite: bytes, samples: list[np.ndarray], layout: str = "n
             raise ValueError(f"calibration samples must be N x 3 x H x W, got shape {x.shape}")
         feeds.append(np.ascontiguousarray(x.transpose(0, 2, 3, 1) if layout == "nhwc" else x))
     raw = bytes(float_tflite)
-    cal = _calibrate(raw, feeds, calibration)
+    cal = _calibrate(raw, feeds, calibration) if learnt is None else None
     model = fb.unpack(raw)
     if len(model.subgraphs) != 1:
         raise ValueError(f"tflite_int8 handles single-subgraph models, this one has {len(model.subgraphs)}")
     rw = _Int8Rewriter(model, cal, calibration, io, per_channel, set(float_ops), input_range, raw,
-                       prelu_to_leaky_relu)
+                       prelu_to_leaky_relu, learnt)
     rw.run()
     _compact(model)
     return fb.pack(model, raw)

@@ -36,6 +36,7 @@ class TrainConfig:
     icnr: bool = False  # ICNR-initialise the convolutions feeding a PixelShuffle at model creation (before init_from)
     repeat: int = 20  # dataset repetitions per epoch (only affects epoch bookkeeping)
     gan: GanConfig | None = None  # stage two (GAN fine-tuning) when given; see GanConfig
+    qat: QATConfig | None = None  # quantization-aware training of the init_from network when given; see QATConfig
 
     @classmethod
     def from_file(cls, path: str | Path) -> "TrainConfig":
@@ -58,7 +59,8 @@ class TrainConfig:
         if isinstance(data, dict) and isinstance(data.get("gan"), dict):
             recipe = _recipe(data["gan"].get("recipe", GanConfig.recipe), f"{source}: gan")
             data = {**recipe["train"], **data}
-        cfg = from_mapping(cls, data, source, nested={"gan": lambda v, src: None if v is None else GanConfig.from_dict(v, src)})
+        cfg = from_mapping(cls, data, source, nested={"gan": lambda v, src: None if v is None else GanConfig.from_dict(v, src),
+                                                      "qat": lambda v, src: None if v is None else QATConfig.from_dict(v, src)})
         cfg.validate()
         return cfg
 
@@ -71,6 +73,14 @@ class TrainConfig:
             if "=" not in pair:
                 raise ValueError(f"override {pair!r}: expected key=value")
             key, value = pair.split("=", 1)
+            if key.startswith("qat."):  # a key of the qat: section (qat.freeze_after=500)
+                if data.get("qat") is None:
+                    raise ValueError(f"override {pair!r}: this config has no qat: section (add one, or --qat)")
+                sub = key[len("qat."):]
+                if sub not in data["qat"]:
+                    raise ValueError(f"override {pair!r}: unknown qat key {sub!r}; known: {', '.join(sorted(data['qat']))}")
+                data["qat"][sub] = _typed(sub, yaml.safe_load(value), f"override {pair!r}", QATConfig)
+                continue
             if key.startswith("gan."):  # a key of the gan: section (gan.adversarial_weight=1e-3)
                 if data.get("gan") is None:
                     raise ValueError(f"override {pair!r}: this config has no gan: section")
@@ -110,6 +120,16 @@ class TrainConfig:
         if self.icnr and self.gan is not None:
             raise ValueError("icnr initialises a new generator (the L1 stage); the GAN stage starts from the "
                              "init_from checkpoint: set icnr in the L1 run's config")
+        if self.qat is not None:
+            if self.gan is not None:
+                raise ValueError("qat: quantization-aware training is an L1 fine-tune; a config has a gan: or a qat: "
+                                 "section, not both")
+            if self.icnr:
+                raise ValueError("qat: fine-tunes the init_from network; icnr initialises a new one")
+            if not self.init_from:
+                raise ValueError("qat: needs init_from: the trained fp32 network to fine-tune (a checkpoint or a "
+                                 "model with bundled weights)")
+            self.qat.validate()
         from ..models import get_entry
 
         self.model = get_entry(self.model, kind="generator").name  # tpsr-x4 -> tpsr_x4; an unknown name suggests the nearest
@@ -119,6 +139,27 @@ class TrainConfig:
 
 
 SCHEDULERS = ("cosine", "step", "multistep")
+
+
+@dataclass
+class QATConfig:
+    """The ``qat:`` section: quantization-aware training in the exporter's int8 scheme
+    (:class:`tinysr.export.qat.QATModel`), starting from the ``init_from`` network."""
+
+    freeze_after: int = 0  # steps after which the activation ranges stop moving (0: they move to the end)
+    averaging: float = 0.01  # moving-average constant of the activation range observers
+
+    @classmethod
+    def from_dict(cls, data, source: str = "qat") -> "QATConfig":
+        cfg = from_mapping(cls, data or {}, source)
+        cfg.validate(source)
+        return cfg
+
+    def validate(self, source: str = "qat") -> None:
+        if self.freeze_after < 0:
+            raise ValueError(f"{source}: freeze_after must be 0 (never) or a positive step, got {self.freeze_after}")
+        if not 0 < self.averaging <= 1:
+            raise ValueError(f"{source}: averaging must be in (0, 1], got {self.averaging}")
 ADVERSARIAL_LOSSES = ("standard", "relativistic")  # Eq. 8 of TPSR / SRGAN; ESRGAN's relativistic average
 PIXEL_LOSSES = ("l1", "mse")
 

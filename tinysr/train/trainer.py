@@ -48,6 +48,29 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     return model
 
 
+def qat_model(cfg: TrainConfig, state: dict | None, path: Path) -> nn.Module:
+    """The :class:`~tinysr.export.qat.QATModel` of a ``qat:`` run: the ``init_from`` network (a checkpoint or a
+    model with bundled weights, deployed), or on resume the checkpoint's network with its ranges. The
+    network must be the config's (``model`` / ``genotype``), compared in deployed form."""
+    from ..checkpoint import load_model, model_from_checkpoint
+    from ..export.qat import QATModel
+    from ..models.mobile import deploy
+
+    want = model_record(deploy(build_model(cfg)))
+    if state is not None:
+        net = model_from_checkpoint(state, str(path))
+        check_same_architecture(state, deploy(build_model(cfg)), path, cfg.model)
+        qat = QATModel(net, averaging=cfg.qat.averaging)
+        qat.load_record(state["qat"], str(path))
+        return qat
+    net = deploy(load_model(cfg.init_from))
+    have = model_record(net)
+    if have["family"] != want["family"] or have["config"] != want["config"]:
+        raise ValueError(f"qat: init_from {cfg.init_from} is not the config's network ({cfg.model}"
+                         f"{' ' + repr(cfg.genotype) if cfg.genotype else ''}): set model / genotype to its")
+    return QATModel(net, averaging=cfg.qat.averaging)
+
+
 def init_from_checkpoint(model: nn.Module, path: str) -> list[str]:
     """Copy every tensor whose name and shape match (e.g. x2 -> x4); return the names copied."""
     src = model_from_checkpoint(read_checkpoint(path), path).state_dict()
@@ -161,23 +184,30 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
 
         return train_gan(cfg, resume=resume, progress=progress, stop_after=stop_after)
     out = prepare_run(cfg)
-    model = build_model(cfg)
+    last_ckpt = out / "last.pt"
+    state = read_checkpoint(last_ckpt) if resume and last_ckpt.is_file() else None
+    if state is not None and "gan_state" in state:
+        raise ValueError(f"{last_ckpt} is from a GAN run, not an L1 run: use another --out-dir or --no-resume")
+    if state is not None and bool(state.get("qat")) != (cfg.qat is not None):
+        kind = "a quantization-aware" if state.get("qat") else "an fp32"
+        raise ValueError(f"{last_ckpt} is from {kind} run, this config is not: use another --out-dir or --no-resume")
+    model = build_model(cfg) if cfg.qat is None else qat_model(cfg, state, last_ckpt)
     scale = model.scale
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
     sched = make_scheduler(opt, cfg)
     step, best = 0, None
-    last_ckpt = out / "last.pt"
-    if resume and last_ckpt.is_file():
-        state = read_checkpoint(last_ckpt)
-        if "gan_state" in state:
-            raise ValueError(f"{last_ckpt} is from a GAN run, not an L1 run: use another --out-dir or --no-resume")
-        check_same_architecture(state, model, last_ckpt, cfg.model)
-        model.load_state_dict(state["state_dict"])
+    if state is not None:
+        if cfg.qat is None:
+            check_same_architecture(state, model, last_ckpt, cfg.model)
+            model.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, best = state["meta"]["step"], state["meta"].get("best_psnr")
         torch.set_rng_state(state["torch_rng"])
         tqdm.write(f"resuming {out} from step {step}")
+    elif cfg.qat is not None:
+        tqdm.write(f"quantization-aware training of {cfg.init_from}: {len(model.points)} fake-quantized activations "
+                   "(the int8 TFLite's), weights per output channel")
     elif cfg.init_from:
         copied = init_from_checkpoint(model, cfg.init_from)
         tqdm.write(f"initialised {len(copied)}/{len(model.state_dict())} tensors from {cfg.init_from}")
@@ -198,8 +228,10 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
 
     def save(name: str, psnr=None):
         meta = {"step": step, "best_psnr": best, "val_psnr": psnr, "train_config": cfg.to_dict()}
-        save_checkpoint(out / name, model, meta=meta, train_config=cfg.to_dict(), optimizer=opt.state_dict(),
-                        scheduler=sched.state_dict(), torch_rng=torch.get_rng_state())
+        extra = {} if cfg.qat is None else {"qat": model.record()}  # the network saved in its deployed form
+        save_checkpoint(out / name, model if cfg.qat is None else model.net, meta=meta, train_config=cfg.to_dict(),
+                        optimizer=opt.state_dict(), scheduler=sched.state_dict(), torch_rng=torch.get_rng_state(),
+                        **extra)
 
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.model}", disable=not progress, dynamic_ncols=True)
     running = None
@@ -211,6 +243,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
             opt.step()
             sched.step()
             step += 1
+            if cfg.qat is not None and step == cfg.qat.freeze_after:
+                model.freeze()
             running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
             bar.update(1)
             val_psnr = None

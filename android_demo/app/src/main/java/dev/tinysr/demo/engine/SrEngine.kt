@@ -4,6 +4,7 @@ import android.content.res.AssetManager
 import com.google.ai.edge.litert.Accelerator
 import com.google.ai.edge.litert.CompiledModel
 import com.google.ai.edge.litert.TensorBuffer
+import dev.tinysr.demo.model.AcceleratorText
 import dev.tinysr.demo.model.ModelCard
 import dev.tinysr.demo.model.TensorCodec
 
@@ -12,15 +13,15 @@ enum class Backend { CPU, GPU }
 /**
  * The accelerator asked for, and what runs: [fallback] says why the GPU was given up for the CPU;
  * [cpuOps]: ops of the model that the GPU delegate rejects (from the card), which LiteRT runs on the
- * CPU beside the GPU, so the label does not say "GPU" alone.
+ * CPU beside the GPU, so the label does not say "GPU" alone; [precision]: the card's, since the GPU
+ * delegate computes an int8 model in float (see [AcceleratorText]).
  */
-data class EngineInfo(val asked: Backend, val running: Backend, val threads: Int, val fallback: String?, val cpuOps: List<String> = emptyList()) {
+data class EngineInfo(
+    val asked: Backend, val running: Backend, val threads: Int, val fallback: String?,
+    val cpuOps: List<String> = emptyList(), val precision: String = "fp32",
+) {
     val label: String
-        get() = when {
-            running == Backend.GPU && cpuOps.isEmpty() -> "GPU"
-            running == Backend.GPU -> "GPU, with ${cpuOps.size} op${if (cpuOps.size == 1) "" else "s"} on the CPU (${cpuOps.joinToString("; ")})"
-            else -> "CPU (XNNPACK, $threads thread${if (threads == 1) "" else "s"})"
-        }
+        get() = AcceleratorText.label(running == Backend.GPU, threads, cpuOps, precision)
 }
 
 /**
@@ -101,7 +102,7 @@ class SrEngine private constructor(
                     val t0 = System.nanoTime()
                     gpu = CompiledModel.create(assets, path, CompiledModel.Options(Accelerator.GPU))
                     val compileMs = (System.nanoTime() - t0) / 1e6
-                    engine = SrEngine(gpu, card, EngineInfo(Backend.GPU, Backend.GPU, threads, null, card.gpuUnsupported), compileMs)
+                    engine = SrEngine(gpu, card, EngineInfo(Backend.GPU, Backend.GPU, threads, null, card.gpuUnsupported, card.precision), compileMs)
                     val blank = IntArray(card.inputHeight * card.inputWidth)
                     engine.run(blank, card.inputWidth, card.inputHeight, card.inputWidth)
                     return engine
@@ -112,13 +113,14 @@ class SrEngine private constructor(
                     val ops = if (card.gpuUnsupported.isEmpty()) "" else
                         " (the model card lists ops the GPU delegate rejects: ${card.gpuUnsupported.joinToString("; ")})"
                     val cpu = compileCpu(assets, path, threads)
-                    val info = EngineInfo(Backend.GPU, Backend.CPU, threads, "The GPU cannot run this model: $why$ops. Running on the CPU instead.")
+                    val info = EngineInfo(Backend.GPU, Backend.CPU, threads, "The GPU cannot run this model: $why$ops. Running on the CPU instead.",
+                        precision = card.precision)
                     return SrEngine(cpu, card, info, (System.nanoTime() - t0) / 1e6)
                 }
             }
             val t0 = System.nanoTime()
             val cpu = compileCpu(assets, path, threads)
-            return SrEngine(cpu, card, EngineInfo(Backend.CPU, Backend.CPU, threads, null), (System.nanoTime() - t0) / 1e6)
+            return SrEngine(cpu, card, EngineInfo(Backend.CPU, Backend.CPU, threads, null, precision = card.precision), (System.nanoTime() - t0) / 1e6)
         }
 
         private fun compileCpu(assets: AssetManager, path: String, threads: Int): CompiledModel {

@@ -20,6 +20,7 @@ import androidx.compose.ui.unit.dp
 import dev.tinysr.demo.DemoViewModel
 import dev.tinysr.demo.UiState
 import dev.tinysr.demo.engine.Backend
+import dev.tinysr.demo.model.AcceleratorText
 
 /** Why there is no model: the card reader's message, which says to run `tinysr android-demo prepare`. */
 @Composable
@@ -60,6 +61,7 @@ fun AcceleratorPicker(state: UiState, vm: DemoViewModel) {
         }
         state.engine?.let { info ->
             Text("Running on ${info.label}", style = MaterialTheme.typography.bodySmall)
+            if (info.running == Backend.GPU) AcceleratorText.gpuNote(info.precision)?.let { Text(it, style = MaterialTheme.typography.bodySmall) }
             info.fallback?.let { Text(it, color = MaterialTheme.colorScheme.error, style = MaterialTheme.typography.bodySmall) }
         }
     }
