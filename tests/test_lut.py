@@ -7,6 +7,7 @@ import json
 import random
 import time
 
+import numpy as np
 import pytest
 
 from tinysr.genotype import TPSR_GENOTYPE, Genotype
@@ -509,3 +510,44 @@ def test_cli_lut_build_refuses_bad_bounds(tmp_path, capsys):
         assert main(["lut", "build", "--input-size", "8x8", flag, value, "-o", str(tmp_path / "x.json"), "-q"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and msg in err[0], err
+
+
+# ------------------------------------------------------------------ int8 tables
+def test_int8_table_times_what_the_int8_export_runs(tmp_path, capsys):
+    """lut build --precision int8: every entry an int8 graph (int8 I/O: no QUANTIZE / DEQUANTIZE of its own),
+    every whole network quantized as tinysr export does (float I/O); validation converts its networks alike."""
+    from tinysr.cli.main import main
+    from tinysr.export.flatbuffer import op_histogram
+    from tinysr.profile.lut import convert_genotype, default_lut_name
+
+    cache, out = tmp_path / "cache", tmp_path / "int8.json"
+    rc = main(["lut", "build", "--space", "tpsr", "--input-size", "16x16", "--warmup", "1", "--runs", "2",
+               "--rounds", "1", "--time-limit", "0", "--calibration-networks", "2", "--precision", "int8",
+               "--cache-dir", str(cache), "-o", str(out), "-q"])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert data["precision"] == "int8" and "int8" in data["method"]
+    assert LatencyTable(data).precision == "int8"
+    assert default_lut_name(data).endswith("-int8.json")
+    entry_files = sorted(cache.glob("*_int8.tflite"))
+    assert len(entry_files) >= len(data["entries"])  # every entry's graph cached as its int8 form
+    from ai_edge_litert.interpreter import Interpreter
+    for f in entry_files:
+        if f.name.startswith("net_"):
+            continue
+        hist = op_histogram(f.read_bytes())
+        assert "QUANTIZE" not in hist and "DEQUANTIZE" not in hist, (f.name, hist)
+        it = Interpreter(model_path=str(f))
+        assert it.get_input_details()[0]["dtype"] == np.int8, f.name
+    net = convert_genotype(TPSR_GENOTYPE, 4, 16, SIZE, cache, "int8")
+    hist = op_histogram(net)
+    assert hist.get("QUANTIZE", 0) >= 1 and hist.get("DEQUANTIZE", 0) >= 1  # float I/O, as exported
+    assert convert_genotype(TPSR_GENOTYPE, 4, 16, SIZE, cache) != net  # the fp32 network is another file
+    js = tmp_path / "val.json"
+    assert main(["lut", "validate", "--profile", str(out), "--samples", "2", "--warmup", "1", "--runs", "2",
+                 "--json", str(js), "--cache-dir", str(cache)]) == 0
+    assert "random genotypes, int8," in capsys.readouterr().out
+    res = json.loads(js.read_text())
+    assert res["precision"] == "int8" and len(res["rows"]) == 2
+    names = {p.name for p in cache.glob("net_*_int8.tflite")}
+    assert len(names) >= 2 + 2 + 1  # calibration networks, validation samples, the reference / overhead network

@@ -456,10 +456,11 @@ def cmd_lut_build(args):
                      progress=None if args.quiet else print, rounds=args.rounds, clock=args.clock,
                      calibration_networks=args.calibration_networks, calibration_seed=args.calibration_seed,
                      widths=[int(v) for v in args.widths.split(",")] if getattr(args, "widths", None) else None,
-                     max_spread=args.max_spread, time_limit=args.time_limit)
+                     max_spread=args.max_spread, time_limit=args.time_limit,
+                     precision=getattr(args, "precision", "fp32"))
     out = Path(args.output) if args.output else Path("profiles") / default_lut_name(data)
     save_lut(data, out)
-    print(f"wrote {out}: {len(data['entries'])} entries, overhead {data['overhead']['ms']:.3f} ms "
+    print(f"wrote {out}: {len(data['entries'])} {data['precision']} entries, overhead {data['overhead']['ms']:.3f} ms "
           f"({data['runtime']['name']} {data['runtime']['delegate']}, {data['runtime']['threads']} thread(s), "
           f"{data['input_size'][0]}x{data['input_size'][1]} x{data['scale']}, {data['clock']} clock)")
     ref = data["reference"]

@@ -207,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--clock", choices=["wall", "thread-cpu"], default="wall",
                    help="wall (default) or thread-cpu: CPU time of the invoking thread (host, 1 thread; leaves out "
                    "waiting for a core on a busy machine); calibration and validation use the table's clock")
-    b.add_argument("-o", "--output", help="default profiles/host-<cpu>-litert-<threads>t.json")
+    b.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                   help="int8: every entry and network quantized as tinysr export --precision int8 does (default fp32)")
+    b.add_argument("-o", "--output", help="default profiles/host-<cpu>-litert-<threads>t[-<space>][-int8].json")
     b.add_argument("-q", "--quiet", action="store_true")
     b.set_defaults(func=commands.cmd_lut_build)
     c = lut.add_parser("calibrate", help="(re)calibrate an existing table on a few whole networks measured here")

@@ -725,8 +725,8 @@ def tflite_int8(float_tflite: bytes, samples: list[np.ndarray], layout: str = "n
     feeds = []
     for x in samples:
         x = np.asarray(x, dtype=np.float32)
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"calibration samples must be N x 3 x H x W, got shape {x.shape}")
+        if x.ndim != 4:
+            raise ValueError(f"calibration samples must be N x C x H x W, got shape {x.shape}")
         feeds.append(np.ascontiguousarray(x.transpose(0, 2, 3, 1) if layout == "nhwc" else x))
     raw = bytes(float_tflite)
     cal = _calibrate(raw, feeds, calibration) if learnt is None else None

@@ -223,13 +223,37 @@ def quiet_fds(enabled: bool = True):
             os.close(fd)
 
 
-def convert_part(module: nn.Module, channels: int, size, op: str | None = None, quiet: bool = True) -> bytes:
-    """The .tflite of one table entry (see :func:`table_parts`): the whole module, or its one ``op``."""
+PRECISIONS = ("fp32", "int8")
+
+
+def to_int8(flat: bytes, channels: int, size, io: str) -> bytes:
+    """``flat`` quantized as ``tinysr export --precision int8`` quantizes (:func:`tinysr.export.quantize.tflite_int8`),
+    calibrated on two fixed random inputs (int8 kernels take the same time whatever the values): RGB in [0, 1]
+    (the exporter's fixed input range) for a 3-channel input, else standard-normal feature maps (calibrated
+    range). ``io``: ``"float"`` for a whole network (as exported), ``"int8"`` for a table entry (inside a
+    network its tensors are int8 already: no QUANTIZE / DEQUANTIZE at its edges)."""
+    from tinysr.export.quantize import tflite_int8
+
+    rng = np.random.default_rng(0)
+    h, w = (int(v) for v in size)
+    if channels == 3:
+        samples = [rng.random((1, 3, h, w), dtype=np.float32) for _ in range(2)]
+    else:
+        samples = [rng.standard_normal((1, channels, h, w), dtype=np.float32) for _ in range(2)]
+    return tflite_int8(flat, samples, io=io, input_range=(0.0, 1.0) if channels == 3 else None)
+
+
+def convert_part(module: nn.Module, channels: int, size, op: str | None = None, quiet: bool = True,
+                 precision: str = "fp32") -> bytes:
+    """The .tflite of one table entry (see :func:`table_parts`): the whole module, or its one ``op``; ``int8``:
+    the module quantized (:func:`to_int8`, int8 I/O) before its op is cut out."""
     from tinysr.export.flatbuffer import op_rows, slice_op
     from tinysr.export.tflite_convert import convert_tflite
 
     with torch.no_grad(), quiet_fds(quiet):
         flat = convert_tflite(module.eval(), tuple(size), mode="mobile", channels=channels)
+    if precision == "int8":
+        flat = to_int8(flat, channels, size, io="int8")
     if op:
         idx = [i for i, (t, _, _) in enumerate(op_rows(flat)) if t == op]
         if len(idx) != 1:
@@ -238,19 +262,20 @@ def convert_part(module: nn.Module, channels: int, size, op: str | None = None, 
     return flat
 
 
-def convert_network(model: nn.Module, size, quiet: bool = True) -> bytes:
+def convert_network(model: nn.Module, size, quiet: bool = True, precision: str = "fp32") -> bytes:
     """The .tflite of a whole network (RGB input of ``size``), as ``tinysr export`` converts it (its deployed
-    form: a network with a training-time form collapsed first)."""
+    form: a network with a training-time form collapsed first); ``int8``: quantized as exported (float I/O)."""
     from tinysr.export.tflite_convert import convert_tflite
     from tinysr.models.mobile import deploy
 
     with torch.no_grad(), quiet_fds(quiet):
-        return convert_tflite(deploy(model).eval(), tuple(size), mode="mobile")
+        flat = convert_tflite(deploy(model).eval(), tuple(size), mode="mobile")
+    return to_int8(flat, 3, size, io="float") if precision == "int8" else flat
 
 
-def convert_genotype(genotype: Genotype, scale: int, n_feats: int, size, cache_dir=None) -> bytes:
+def convert_genotype(genotype: Genotype, scale: int, n_feats: int, size, cache_dir=None, precision: str = "fp32") -> bytes:
     """The .tflite of ``CellSR(genotype, scale, n_feats)`` on a ``size`` input (random weights), cached;
-    of ``TrilevelSR(genotype, scale, n_feats)`` for a trilevel genotype."""
+    of ``TrilevelSR(genotype, scale, n_feats)`` for a trilevel genotype; ``int8``: quantized as exported."""
     import hashlib
 
     from tinysr.models.tpsr import CellSR
@@ -259,12 +284,13 @@ def convert_genotype(genotype: Genotype, scale: int, n_feats: int, size, cache_d
     def make():
         torch.manual_seed(0)
         if isinstance(genotype, TrilevelGenotype):
-            return convert_network(TrilevelSR(genotype, scale, n_feats), size)
-        return convert_network(CellSR.of(genotype, scale, n_feats), size)
+            return convert_network(TrilevelSR(genotype, scale, n_feats), size, precision=precision)
+        return convert_network(CellSR.of(genotype, scale, n_feats), size, precision=precision)
 
     h, w = size
     digest = hashlib.sha1(str(genotype).encode()).hexdigest()[:12]
-    return convert_cached(make, cache_dir, f"net_{digest}_n{n_feats}_x{scale}_{h}x{w}.tflite")
+    tag = "" if precision == "fp32" else f"_{precision}"
+    return convert_cached(make, cache_dir, f"net_{digest}_n{n_feats}_x{scale}_{h}x{w}{tag}.tflite")
 
 
 def convert_cached(make, cache_dir, name: str) -> bytes:
@@ -471,21 +497,22 @@ def relative_spread(ratios) -> float | None:
     return float((np.percentile(r, 90) - np.percentile(r, 10)) / np.median(r) * 100.0)
 
 
-def convert_reference(space: str, network: str, scale: int, n_feats: int, size, cache_dir=None) -> bytes:
+def convert_reference(space: str, network: str, scale: int, n_feats: int, size, cache_dir=None,
+                      precision: str = "fp32") -> bytes:
     """The .tflite of a table's reference network (text of a genotype of ``space``) at its size and width."""
     h, w = (int(v) for v in size)
     if space == "trilevel":
         from tinysr.models.trilevel import TrilevelGenotype
 
-        return convert_genotype(TrilevelGenotype.parse(network), scale, n_feats, (h, w), cache_dir)
-    return convert_genotype(Genotype.parse(network), scale, n_feats, (h, w), cache_dir)
+        return convert_genotype(TrilevelGenotype.parse(network), scale, n_feats, (h, w), cache_dir, precision)
+    return convert_genotype(Genotype.parse(network), scale, n_feats, (h, w), cache_dir, precision)
 
 
 def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr", input_size=(180, 320),
               scale: int = 4, threads: int = 1, runs: int = 30, warmup: int = 5, delegate: str | None = None,
               benchmark_binary=None, cache_dir=None, progress=None, rounds: int = 5, clock: str = "wall",
               calibration_networks: int = 8, calibration_seed: int = 0, widths=None,
-              max_spread: float = MAX_SPREAD_PCT, time_limit: float = TIME_LIMIT_S) -> dict:
+              max_spread: float = MAX_SPREAD_PCT, time_limit: float = TIME_LIMIT_S, precision: str = "fp32") -> dict:
     """Measure every entry of a latency table and calibrate it; the JSON-ready dict (``profiles/README.md``).
 
     Every model (entries, overhead reference, calibration networks) is timed against the space's
@@ -506,8 +533,13 @@ def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr"
     latency). ``progress``: ``callable(str)`` told about each entry. ``clock``: ``wall`` (latency
     as a user sees it) or ``thread-cpu`` (host, 1 thread: the CPU time of the invoking thread,
     which leaves out waiting for a core on a busy shared machine); the table records it, and its
-    calibration and validation time with the same clock.
+    calibration and validation time with the same clock. ``precision``: ``int8`` times every model
+    quantized as ``tinysr export --precision int8`` quantizes it (:func:`to_int8`: entries with int8 I/O,
+    whole networks with float I/O as exported); the table records it, and its calibration and validation
+    convert their networks alike.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if space not in SPACES:
         raise ValueError(f"unknown search space {space!r}; known: {', '.join(SPACES)}")
     if int(calibration_networks) < 0:
@@ -524,8 +556,10 @@ def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr"
     torch.manual_seed(0)
     parts = table_parts(space, (h, w), scale, widths if "widths" in SPACES[space] else None)
     flats = []
+    tag = "" if precision == "fp32" else f"_{precision}"
     for key, what, make, channels, size, op in parts:
-        flats.append(convert_cached(lambda: convert_part(make(), channels, size, op), cache_dir, f"{key}.tflite"))
+        flats.append(convert_cached(lambda: convert_part(make(), channels, size, op, precision=precision), cache_dir,
+                                    f"{key}{tag}.tflite"))
     # Fixed overhead: the smallest network of the space, measured whole, minus its table entries.
     trilevel = space == "trilevel"
     reference = REFERENCES[space]
@@ -533,19 +567,19 @@ def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr"
         from tinysr.models.trilevel import network_parts
 
         ref, genos = TRILEVEL_REFERENCE, []
-        flats.append(convert_reference(space, ref, scale, n, (h, w), cache_dir))
+        flats.append(convert_reference(space, ref, scale, n, (h, w), cache_dir, precision))
     else:
         ref = Genotype.parse(OVERHEAD_REFERENCE)
         genos = (calibration_genotypes(calibration_networks, calibration_seed, space, widths)
                  if calibration_networks else [])
         for g in [ref] + genos:
-            flats.append(convert_genotype(g, scale, n, (h, w), cache_dir))
+            flats.append(convert_genotype(g, scale, n, (h, w), cache_dir, precision))
     # the reference network: one of the models above when it is (overhead reference, TPSR calibration network)
     names = [str(ref)] + [str(g) for g in genos]
     if reference in names:
         ref_index = len(parts) + names.index(reference)
     else:
-        flats.append(convert_reference(space, reference, scale, n, (h, w), cache_dir))
+        flats.append(convert_reference(space, reference, scale, n, (h, w), cache_dir, precision))
         ref_index = len(flats) - 1
     rounds = max(min(int(rounds), int(runs)), 1)
     say(f"converted {len(flats)} models ({len(parts)} entries, the overhead reference, {len(genos)} calibration "
@@ -585,7 +619,9 @@ def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr"
         "device": dev,
         "runtime": rt,
         "date": now_utc(),
-        "method": (f"each entry converted on its own (convert_tflite mode=mobile, NHWC, random weights) and timed "
+        "precision": precision,
+        "method": (f"each entry converted on its own (convert_tflite mode=mobile, NHWC, random weights"
+                   f"{'; int8: quantized as tinysr export does, entries with int8 I/O, networks with float I/O' if precision == 'int8' else ''}) and timed "
                    f"whole: {warmup} warm-up runs, then at least {rounds} interleaved rounds over all entries, each "
                    f"round opened and closed by the reference network '{reference}' (one untimed run per model and "
                    f"round, then {max(1, math.ceil(int(runs) / rounds))} timed runs), more rounds for entries whose "
@@ -829,6 +865,9 @@ class LatencyTable:
         self.h, self.w = (int(v) for v in data["input_size"])
         self.scale = int(data["scale"])
         self.clock = data.get("clock", "wall")
+        self.precision = data.get("precision", "fp32")  # what its entries time: fp32, or int8 as exported
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"{where}: unknown precision {self.precision!r} ({' or '.join(PRECISIONS)})")
         ref = data.get("reference") or {}
         overhead = data.get("overhead", {})
         self.relative = bool(ref) and "rel" in overhead and all("rel" in v for v in data["entries"].values())
@@ -878,7 +917,8 @@ class LatencyTable:
         if not self.relative:
             raise ValueError(f"{self.source or 'profile'} has no reference network (no relative entries): "
                              "rebuild it with tinysr lut build")
-        return convert_reference(self.space, self.reference, self.scale, self.n, (self.h, self.w), cache_dir)
+        return convert_reference(self.space, self.reference, self.scale, self.n, (self.h, self.w), cache_dir,
+                                 self.precision)
 
     def measure_reference(self, runs: int = 20, warmup: int = 3, rounds: int = 2, cache_dir=None,
                           benchmark_binary=None) -> float:
@@ -1086,7 +1126,7 @@ def save_lut(data: dict, path) -> Path:
 
 
 def default_lut_name(data: dict) -> str:
-    """``host-<cpu-slug>-litert-<threads>t.json`` (or ``adb-<model>-...``)."""
+    """``host-<cpu-slug>-litert-<threads>t[-<space>][-int8].json`` (or ``adb-<model>-...``)."""
     import re
 
     from tinysr.profile.host import cpu_slug
@@ -1100,4 +1140,5 @@ def default_lut_name(data: dict) -> str:
     default = "cpu" if dev.get("kind") == "adb" else "xnnpack"
     delegate = "" if rt.get("delegate") in (None, default) else f"-{rt['delegate']}"
     space = "" if data.get("space", "tpsr") == "tpsr" else f"-{data['space']}"
-    return f"{who}-{rt.get('name', 'litert')}{delegate}-{rt.get('threads', 1)}t{space}.json"
+    precision = "" if data.get("precision", "fp32") == "fp32" else f"-{data['precision']}"
+    return f"{who}-{rt.get('name', 'litert')}{delegate}-{rt.get('threads', 1)}t{space}{precision}.json"

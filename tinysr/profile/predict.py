@@ -188,14 +188,14 @@ def _measure_networks(table: LatencyTable, genos: list, runs: int, warmup: int, 
     timer = table.timer(runs, warmup, benchmark_binary)
     flats = []
     for i, g in enumerate(genos):
-        flats.append(convert_genotype(g, table.scale, table.n, (table.h, table.w), cache_dir))
+        flats.append(convert_genotype(g, table.scale, table.n, (table.h, table.w), cache_dir, table.precision))
         say(f"converted {i + 1}/{len(genos)}")
     rounds = max(min(int(rounds), int(runs)), 1)
     if reference is None:
         say(f"timing {len(flats)} networks in {rounds} interleaved round(s)")
         return timer.measure(flats, rounds), timer, rounds
     flats.append(table.reference_flat(cache_dir) if reference is True
-                 else convert_genotype(reference, table.scale, table.n, (table.h, table.w), cache_dir))
+                 else convert_genotype(reference, table.scale, table.n, (table.h, table.w), cache_dir, table.precision))
     say(f"timing {len(genos)} networks in {rounds} interleaved round(s) with the reference network")
     results = timer.measure_relative(flats, len(flats) - 1, rounds)
     return results[:-1], results[-1], timer, rounds
@@ -328,6 +328,7 @@ def validate(profile, samples: int = 30, seed: int = 0, runs: int = 20, warmup: 
                  if table.relative else None)
     out = {"format": VALIDATION_FORMAT, "profile": table.source, "device": dev, "runtime": rtd,
            "input_size": [table.h, table.w], "scale": table.scale, "n_feats": table.n, "samples": len(rows),
+           "precision": table.precision,
            **({} if space == "tpsr" else {"space": space}),
            "seed": int(seed), "warmup": int(warmup), "runs": int(results[0]["runs"]) if results else 0,
            "rounds": rounds, "clock": table.clock, "date": now_utc(),
@@ -362,8 +363,8 @@ def format_validation(result: dict) -> str:
     s = result["stats"]
     rt = result.get("runtime", {})
     h, w = result["input_size"]
-    lines = [f"{s['n']} random genotypes, {rt.get('name')} ({rt.get('delegate')}), {rt.get('threads')} thread(s), "
-             f"{h}x{w} x{result['scale']}, {result.get('clock', 'wall')} clock"]
+    lines = [f"{s['n']} random genotypes, {result.get('precision', 'fp32')}, {rt.get('name')} ({rt.get('delegate')}), "
+             f"{rt.get('threads')} thread(s), {h}x{w} x{result['scale']}, {result.get('clock', 'wall')} clock"]
     chosen = result.get("comparison", "absolute")
     cal = result.get("calibration")
     if cal:
