@@ -544,3 +544,29 @@ def test_a_worker_stopped_by_ctrl_c_stops_the_driver_as_ctrl_c(monkeypatch):
             list(backend.evaluate([object()]))
     finally:
         backend.pool.shutdown()
+
+
+def test_an_int8_search_scores_the_int8_network_and_refuses_an_fp32_table(photo_dir, tmp_path):
+    """precision: int8: every candidate's PSNR is its int8 form's (fake-quantized as the export, ranges from
+    training batches), the float PSNR kept beside; a latency table of another precision is refused."""
+    from tinysr.search.generator.proxy import ProxyData, ProxyTask, evaluate_candidate
+
+    with pytest.raises(ValueError, match="times fp32 networks, the search's precision is int8"):
+        SearchConfig.from_dict(config(photo_dir, tmp_path / "bad", precision="int8", latency=[
+            {"name": "epyc", "profile": str(PROFILE), "budget_ms": 55.0}])).constraints()
+    with pytest.raises(ValueError, match="precision must be fp32 or int8"):
+        SearchConfig.from_dict(config(photo_dir, tmp_path / "bad", precision="int4"))
+    cfg = SearchConfig.from_dict(config(photo_dir, tmp_path / "run", precision="int8", evaluations=2, weight_sharing=False))
+    assert cfg.to_dict()["precision"] == "int8"
+    assert "precision" not in SearchConfig.from_dict(config(photo_dir, tmp_path / "f")).to_dict()  # old runs' records
+    run_search(cfg, progress=False)
+    _, study = run_store.open_run(tmp_path / "run")
+    recs = [r for r in run_store.trial_records(study) if r.state == "complete"]
+    assert len(recs) == 2
+    task = ProxyTask.from_dict(config(photo_dir, tmp_path)["proxy"])
+    data = ProxyData.load(task)
+    for r in recs:
+        again = evaluate_candidate(r.genotype, None, task, data, n_feats=16, precision="int8")
+        fp32 = evaluate_candidate(r.genotype, None, task, data, n_feats=16)
+        assert r.psnr == again.psnr and r.user_attrs["psnr_fp32"] == again.psnr_fp32 == fp32.psnr
+        assert r.psnr != fp32.psnr  # the int8 score is not the float one

@@ -89,7 +89,8 @@ def predict_latency(genotype, profile, input_size=None, scale=None, n_feats=None
 
 
 # ------------------------------------------------------------------------------ measuring
-def _as_artifact(model_or_genotype, input_size, scale: int, n_feats: int, runtime: str, workdir: Path):
+def _as_artifact(model_or_genotype, input_size, scale: int, n_feats: int, runtime: str, workdir: Path,
+                 precision: str = "fp32"):
     """``("tflite", bytes)`` or ``("onnx", path)`` for whatever the caller passed."""
     import torch
     from torch import nn
@@ -111,7 +112,9 @@ def _as_artifact(model_or_genotype, input_size, scale: int, n_feats: int, runtim
         raise TypeError(f"cannot measure a {type(obj).__name__}: pass a Genotype, its text, a module, "
                         ".tflite bytes or a .tflite / .onnx path")
     if runtime == "litert":
-        return "tflite", convert_network(obj, input_size)
+        return "tflite", convert_network(obj, input_size, precision=precision)
+    if precision != "fp32":
+        raise ValueError("an int8 network is measured in LiteRT (runtime='litert')")
     from tinysr.export.onnx_export import export_onnx
     from tinysr.profile.lut import quiet_fds
 
@@ -123,14 +126,15 @@ def _as_artifact(model_or_genotype, input_size, scale: int, n_feats: int, runtim
 
 def measure_latency(model_or_genotype, device: str = "host", runtime: str = "litert", input_size=(180, 320),
                     threads: int = 1, runs: int = 20, warmup: int = 3, scale: int = 4, delegate: str | None = None,
-                    n_feats: int = 16, benchmark_binary=None) -> float:
+                    n_feats: int = 16, benchmark_binary=None, precision: str = "fp32") -> float:
     """Measured latency (median ms of ``runs`` runs after ``warmup``) of a network.
 
     ``model_or_genotype``: a :class:`Genotype` (or its text; built as a TPSR network with random
     weights at ``scale``), an ``nn.Module`` (N x 3 x H x W input), .tflite bytes or a .tflite /
     .onnx path. ``device``: ``"host"`` (LiteRT Interpreter or ONNX Runtime in this process) or
     ``"adb[:SERIAL]"`` (converted, then ``benchmark_model`` via
-    :func:`tinysr.profile.adb.profile_on_device`; LiteRT only).
+    :func:`tinysr.profile.adb.profile_on_device`; LiteRT only). ``precision``: ``int8`` times a module or
+    genotype quantized as ``tinysr export --precision int8`` quantizes it (LiteRT only).
     """
     from tinysr.profile.lut import parse_device
 
@@ -140,7 +144,7 @@ def measure_latency(model_or_genotype, device: str = "host", runtime: str = "lit
     if runtime == "onnxruntime" and kind != "host":
         raise ValueError("ONNX Runtime latency is measured on the host only")
     with tempfile.TemporaryDirectory(prefix="tinysr-measure-") as d:
-        what, art = _as_artifact(model_or_genotype, input_size, scale, n_feats, runtime, Path(d))
+        what, art = _as_artifact(model_or_genotype, input_size, scale, n_feats, runtime, Path(d), precision)
         if what == "tflite":
             if runtime != "litert":
                 raise ValueError("a .tflite model runs in LiteRT (runtime='litert')")

@@ -24,6 +24,8 @@
     beta: -0.07
     weight_sharing: true                # every candidate starts from the weight store (TPSR's Eq. 5); false:
                                         # from fresh weights (the same seeded initialisation for every candidate)
+    precision: fp32                     # int8: each candidate scored by its int8 (PTQ, fake-quantized) proxy PSNR
+                                        # and timed as its int8 export (latency tables built with --precision int8)
     strategy: reinforce                 # reinforce | evolution | random | nsga2 | tpe
     strategy_options: {}                # keyword arguments of the strategy (e.g. {lr: 0.03})
     evaluations: 100                    # candidates to train and score (rejections do not count)
@@ -78,14 +80,20 @@ class TargetConfig:
         if self.profile is not None and not Path(self.profile).is_file():
             raise FileNotFoundError(f"{where}: target {self.name!r}: no latency table {self.profile}")
 
-    def build(self, input_size, scale: int, n_feats: int):
+    def build(self, input_size, scale: int, n_feats: int, precision: str = "fp32"):
+        from tinysr.profile.predict import load_table
         from tinysr.search.generator.reward import LatencyTarget
 
+        if self.profile is not None and load_table(self.profile).precision != precision:
+            raise ValueError(f"latency target {self.name!r}: {self.profile} times {load_table(self.profile).precision} "
+                             f"networks, the search's precision is {precision}: build a table with tinysr lut build "
+                             f"--precision {precision}")
         if self.device is None:
             return LatencyTarget.from_profile(self.name, self.budget_ms, self.profile, self.hard, input_size, scale,
                                               n_feats)
         return LatencyTarget.from_device(self.name, self.budget_ms, self.device, self.hard, self.profile, input_size,
-                                         scale, n_feats, self.threads, self.runs, self.warmup, self.benchmark_binary)
+                                         scale, n_feats, self.threads, self.runs, self.warmup, self.benchmark_binary,
+                                         precision)
 
 
 def _targets(value, source: str) -> list[TargetConfig]:
@@ -115,6 +123,7 @@ class SearchConfig(ConfigFile):
     alpha: float = -0.07
     beta: float = -0.07
     weight_sharing: bool = True
+    precision: str = "fp32"
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "search config") -> "SearchConfig":
@@ -134,6 +143,8 @@ class SearchConfig(ConfigFile):
             raise ValueError(f"{source}: input_size must be [height, width], got {self.input_size}")
         if self.n_feats < 1:
             raise ValueError(f"{source}: n_feats must be at least 1, got {self.n_feats}")
+        if self.precision not in ("fp32", "int8"):
+            raise ValueError(f"{source}: precision must be fp32 or int8, got {self.precision!r}")
         if self.max_mult_adds is not None and not self.max_mult_adds > 0:
             raise ValueError(f"{source}: max_mult_adds must be positive or null, got {self.max_mult_adds}")
         self.psnr_floor(None)  # "auto", null or a number
@@ -155,6 +166,8 @@ class SearchConfig(ConfigFile):
             out.pop("space_options", None)
         if out.get("weight_sharing", True):  # the paper's weight sharing: run records as before the field existed
             out.pop("weight_sharing", None)
+        if out.get("precision", "fp32") == "fp32":  # fp32: run records as before the field existed
+            out.pop("precision", None)
         return out
 
     def search_space(self):
@@ -206,7 +219,7 @@ class SearchConfig(ConfigFile):
         from tinysr.search.generator.reward import Constraints
 
         size = tuple(self.input_size)
-        targets = [t.build(size, self.scale, self.n_feats) for t in self.latency]
+        targets = [t.build(size, self.scale, self.n_feats, self.precision) for t in self.latency]
         if self.space != "tpsr":  # every width / depth / skeleton must be priced before the run starts
             space = self.search_space()
             for t in targets:

@@ -234,14 +234,15 @@ class Search:
     def _job(self, c: _Candidate):
         """The backend job that evaluates ``c`` (:func:`tinysr.search.core.backends.run_job`)."""
         init = self.store.get(c.genotype) if self.cfg.weight_sharing else None  # None: fresh, seeded weights
-        return GeneratorJob(str(c.genotype), init, self.cfg.n_feats)
+        return GeneratorJob(str(c.genotype), init, self.cfg.n_feats, self.cfg.precision)
 
     def _score(self, c: _Candidate, value) -> dict:
         """Set ``c``'s psnr, reward and state dict from an evaluation result; returns its trial attributes."""
         c.psnr, c.state_dict = value.psnr, value.state_dict
         c.reward = self.reward(c.psnr, c.figures)
+        extra = {} if getattr(value, "psnr_fp32", None) is None else {"psnr_fp32": value.psnr_fp32}
         return {"psnr": c.psnr, "reward": c.reward, "train_s": value.train_s, "val_s": value.val_s,
-                "eval_s": value.train_s + value.val_s}
+                "eval_s": value.train_s + value.val_s, **extra}
 
     def _model(self, c: _Candidate):
         """The network saved as ``c``'s trial weights (its state dict loaded)."""

@@ -92,9 +92,11 @@ class GeneratorJob:
     genotype: str
     init_state: dict | None
     n_feats: int = 16
+    precision: str = "fp32"
 
     def evaluate(self, task: ProxyTask, data: ProxyData, threads: int) -> "ProxyResult":
-        return evaluate_candidate(self.genotype, self.init_state, task, data, n_feats=self.n_feats, threads=threads)
+        return evaluate_candidate(self.genotype, self.init_state, task, data, n_feats=self.n_feats, threads=threads,
+                                  precision=self.precision)
 
 
 @dataclass
@@ -104,12 +106,33 @@ class ProxyResult:
     train_s: float  # seconds of training
     val_s: float  # seconds of validation
     final_loss: float  # L1 loss of the last training step
+    psnr_fp32: float | None = None  # precision int8: the float network's PSNR (``psnr`` is the int8 one)
+
+
+#: Training batches the int8 proxy observes activation ranges on (the batches after the proxy's own).
+INT8_CALIBRATION_BATCHES = 4
+
+
+def int8_psnr(model: nn.Module, task: ProxyTask, data: ProxyData) -> float:
+    """The validation PSNR of ``model`` quantized as its int8 export (post-training: the exporter's int8 graph
+    in fake quantization, :class:`tinysr.export.qat.QATModel`, its ranges observed on the
+    :data:`INT8_CALIBRATION_BATCHES` training batches that follow the proxy's, never on validation images)."""
+    from tinysr.export.qat import QATModel
+
+    qat = QATModel(model, averaging=1.0 / INT8_CALIBRATION_BATCHES)
+    qat.train()
+    with torch.no_grad():
+        for lr_img, _ in data.batches(task.steps + INT8_CALIBRATION_BATCHES, start=task.steps):
+            qat(lr_img)
+    qat.freeze()
+    return validation_psnr(qat.eval(), data.val)
 
 
 def evaluate_candidate(genotype, init_state: dict | None, task: ProxyTask, data: ProxyData, n_feats: int = 16,
-                       threads: int = 1) -> ProxyResult:
+                       threads: int = 1, precision: str = "fp32") -> ProxyResult:
     """Build ``CellSR.of(genotype, task.scale, n_feats)`` (a network genotype has its own width), load ``init_state`` (strict) if given, train it
-    on the task's batches and score it on the validation pairs.
+    on the task's batches and score it on the validation pairs; ``precision`` ``int8``: score its int8
+    form (:func:`int8_psnr`; the float PSNR is kept as ``psnr_fp32``, the float weights as the result).
 
     Deterministic: ``threads`` torch threads and ``torch.manual_seed(task.seed)`` before building
     (the caller's RNG state and thread count are restored afterwards); the same inputs give
@@ -130,8 +153,11 @@ def evaluate_candidate(genotype, init_state: dict | None, task: ProxyTask, data:
             train_s = time.perf_counter() - t0
             t0 = time.perf_counter()
             psnr = validation_psnr(model, data.val)
+            psnr_fp32 = None
+            if precision == "int8":
+                psnr_fp32, psnr = psnr, int8_psnr(model, task, data)
             val_s = time.perf_counter() - t0
     finally:
         torch.set_num_threads(before)
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    return ProxyResult(psnr, state, train_s, val_s, losses[-1])
+    return ProxyResult(psnr, state, train_s, val_s, losses[-1], psnr_fp32)

@@ -102,11 +102,11 @@ class LatencyTarget:
     @classmethod
     def from_device(cls, name: str, budget_ms: float, device: str = "host", hard: bool = True, profile=None,
                     input_size=(180, 320), scale: int = 4, n_feats: int = 16, threads: int = 1, runs: int = 20,
-                    warmup: int = 3, benchmark_binary=None) -> "LatencyTarget":
+                    warmup: int = 3, benchmark_binary=None, precision: str = "fp32") -> "LatencyTarget":
         """A target measured in the loop: every candidate converted to TFLite and timed on ``device``
         (``"host"``: LiteRT in this process; ``"adb[:SERIAL]"``: ``benchmark_model`` on a phone), by
-        :func:`tinysr.profile.predict.measure_latency` (median of ``runs``). With ``profile`` the
-        table's prediction is recorded too."""
+        :func:`tinysr.profile.predict.measure_latency` (median of ``runs``; ``precision`` ``int8``: quantized
+        as the int8 export). With ``profile`` the table's prediction is recorded too."""
         from tinysr.profile.lut import parse_device
         from tinysr.profile.predict import measure_latency
 
@@ -116,7 +116,7 @@ class LatencyTarget:
         def measure(genotype: Genotype) -> float:
             return float(measure_latency(genotype, device=device, runtime="litert", input_size=size, threads=threads,
                                          runs=runs, warmup=warmup, scale=scale, n_feats=n_feats,
-                                         benchmark_binary=benchmark_binary))
+                                         benchmark_binary=benchmark_binary, precision=precision))
 
         predict = None if profile is None else _table_predictor(profile, size, scale, n_feats)
         return cls(name, float(budget_ms), predict, hard, measure, device)
