@@ -82,3 +82,33 @@ def test_pareto_networks_share_one_recipe_and_reproduce_their_scores(bench, name
     for ds in ("Set5", "Set14"):
         mean = mean_row(evaluate(runner, bench / ds, lpips=False, progress=False))
         assert mean.psnr == pytest.approx(recipe["final_metrics"][ds]["psnr_y"], abs=5e-4)
+
+
+# Quantization-aware trained networks (tinysr/configs/qat_x4.yaml from the common-recipe weights): their int8
+# export takes the learnt ranges, and beats the post-training quantization of the network they started from.
+QAT = {"quicksrnet_s_x4_qat": "quicksrnet_s_x4", "quicksrnet_m_x4_qat": "quicksrnet_m_x4"}
+
+
+@pytest.mark.parametrize("name", QAT)
+def test_qat_networks_export_their_learnt_ranges_and_beat_ptq(bench, name, tmp_path):
+    import yaml
+
+    from conftest import ROOT
+    from tinysr.checkpoint import qat_record
+    from tinysr.export.pipeline import ExportOptions, export_model
+    from tinysr.runtimes import LiteRTRunner
+
+    recipe = json.loads(bundled_weights_path(f"{name}.json").read_text())
+    assert recipe["sha256"] == file_sha256(bundled_weights_path(f"{name}.pt")) and qat_record(name)
+    qat_cfg = yaml.safe_load((ROOT / "tinysr" / "configs" / "qat_x4.yaml").read_text())
+    cfg = recipe["train_config"]
+    assert cfg["init_from"] == QAT[name] and cfg["steps"] == qat_cfg["steps"] and cfg["qat"] == qat_cfg["qat"]
+    scores = {}
+    for which, spec in (("qat", name), ("ptq", QAT[name])):
+        art = tmp_path / f"{which}.tflite"
+        card = export_model(spec, art, ExportOptions(target="tflite", precision="int8", max_loss_db=99.0),
+                            progress=False)
+        assert (card["calibration"]["method"] == "qat") == (which == "qat")
+        scores[which] = mean_row(evaluate(LiteRTRunner(art), bench / "Set5", lpips=False, progress=False)).psnr
+    assert scores["qat"] == pytest.approx(recipe["final_metrics"]["Set5"]["int8_psnr_y"], abs=5e-4)
+    assert scores["qat"] > scores["ptq"] + 0.05, scores

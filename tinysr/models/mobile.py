@@ -419,6 +419,20 @@ def quicksrnet_m_x4():
     return QuickSRNet(4, 32, 5)
 
 
+@register_model("quicksrnet_s_x4_qat", family="quicksrnet", scale=4, weights="quicksrnet_s_x4_qat.pt",
+                description="QuickSRNet-small x4, quantization-aware trained (tinysr/configs/qat_x4.yaml): for int8 "
+                "export, which takes its learnt ranges")
+def quicksrnet_s_x4_qat():
+    return QuickSRNet(4, 32, 2)
+
+
+@register_model("quicksrnet_m_x4_qat", family="quicksrnet", scale=4, weights="quicksrnet_m_x4_qat.pt",
+                description="QuickSRNet-medium x4, quantization-aware trained (tinysr/configs/qat_x4.yaml): for int8 "
+                "export, which takes its learnt ranges")
+def quicksrnet_m_x4_qat():
+    return QuickSRNet(4, 32, 5)
+
+
 @register_model("quicksrnet_l_x4", family="quicksrnet", scale=4, weights="quicksrnet_l_x4.pt",
                 description="QuickSRNet-large (CVPRW 2023): 64 ch, 11+1 layers, anchor, x4")
 def quicksrnet_l_x4():

@@ -42,18 +42,40 @@ def bundle(run_dir: str | Path, name: str, checkpoint: str = "last.pt", eval_dir
         metrics[Path(d).name] = {"psnr_y": round(m.psnr, 4), "ssim_y": round(m.ssim, 4),
                                  "lpips": None if m.lpips is None else round(m.lpips, 4),
                                  **({"lpips_alex": round(m.lpips_alex, 4)} if m.lpips_alex is not None else {})}
+    qat = ckpt.get("qat")
+    if qat:  # a quantization-aware run: what counts is its int8 export, with the learnt ranges
+        for d in eval_dirs:
+            metrics[Path(d).name]["int8_psnr_y"] = round(_int8_psnr(run_dir / checkpoint, d), 4)
     dest = bundled_weights_path(f"{name}.pt")
-    save_checkpoint(dest, model, meta={"name": name, "step": ckpt["meta"]["step"], "metrics": metrics})
+    save_checkpoint(dest, model, meta={"name": name, "step": ckpt["meta"]["step"], "metrics": metrics},
+                    **({"qat": qat} if qat else {}))
     recipe = {"name": name, "weights": dest.name, "sha256": file_sha256(dest), "checkpoint_used": checkpoint,
               "step": ckpt["meta"]["step"], "train_config": cfg, "validation_history": history,
               "final_metrics": metrics,
               **({"gan_recipe_source": cfg["gan"]["source"],
                   "selected_by": f"lowest validation LPIPS-{ckpt['meta'].get('lpips_net', 'alex')} on held-out "
                                  "training images" if checkpoint == "best.pt" else None} if gan else {}),
+              **({"qat": "quantization-aware training: the checkpoint holds the learnt int8 ranges, which "
+                         "tinysr export --precision int8 writes into the graph (int8_psnr_y: that export's score)"}
+                 if qat else {}),
               "evaluation": "tinysr eval convention: Y (BT.601 studio), shave = scale, 8-bit outputs",
               "reproduce": reproduce or f"tinysr train tinysr/configs/{name}.yaml"}
     atomic_write(dest.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(recipe, indent=2) + "\n"))
     return recipe
+
+
+def _int8_psnr(checkpoint: Path, data: str) -> float:
+    """Y-PSNR on ``data`` of the TFLite int8 export of ``checkpoint`` (its learnt ranges when it has them)."""
+    import tempfile
+
+    from ..export.pipeline import ExportOptions, export_model
+    from ..runtimes import LiteRTRunner
+
+    with tempfile.TemporaryDirectory(prefix="tinysr-bundle-") as d:
+        art = Path(d) / "model.tflite"
+        export_model(str(checkpoint), art, ExportOptions(target="tflite", precision="int8", max_loss_db=99.0),
+                     progress=False)
+        return mean_row(evaluate(LiteRTRunner(art), data, lpips=False, progress=False)).psnr
 
 
 def main(argv=None):
