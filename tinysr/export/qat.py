@@ -93,8 +93,7 @@ def _node_outputs(net: nn.Module, graph: fx.Graph, x: torch.Tensor) -> dict[str,
 
 
 def _convert(net: nn.Module, size) -> bytes:
-    from ..profile.lut import quiet_fds
-    from .tflite_convert import convert_tflite
+    from .tflite_convert import convert_tflite, quiet_fds
 
     with torch.no_grad(), quiet_fds():
         return convert_tflite(net.eval(), tuple(size), mode="mobile")
@@ -134,10 +133,6 @@ def _weight_fq(w: torch.Tensor, axis: int = 0) -> torch.Tensor:
     scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax)).float()
     zero = torch.zeros(w.shape[axis], dtype=torch.int32)
     return torch.fake_quantize_per_channel_affine(w, scale, zero, axis, -127, 127)
-
-
-def _bias_fq(conv: nn.Conv2d, in_scale: float | None) -> torch.Tensor | None:
-    return _bias_values_fq(conv.bias, conv.weight, in_scale)
 
 
 def _bias_values_fq(b: torch.Tensor | None, w: torch.Tensor, in_scale: float | None) -> torch.Tensor | None:
@@ -230,7 +225,7 @@ class _FakeQuantInterpreter(fx.Interpreter):
                     r = F.prelu(args[0], _slope_fq(mod.weight))
                 else:
                     w = _weight_fq(mod.weight)
-                    r = mod._conv_forward(args[0], w, _bias_fq(mod, self.input_scale(n.args[0])))
+                    r = mod._conv_forward(args[0], w, _bias_values_fq(mod.bias, mod.weight, self.input_scale(n.args[0])))
                 return self._after(n, r)
         if n.op == "call_function" and n.target in _CONV_FUNCTIONS:
             args, kwargs = self.fetch_args_kwargs_from_env(n)

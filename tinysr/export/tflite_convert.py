@@ -28,6 +28,8 @@ the caller handles other value ranges.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Any, Callable
 
 import numpy as np
@@ -37,7 +39,7 @@ from torch.nn import functional as F
 
 from .flatbuffer import num_outputs, op_histogram
 
-__all__ = ["UnsupportedOpError", "convert_tflite", "op_histogram"]
+__all__ = ["UnsupportedOpError", "convert_tflite", "op_histogram", "quiet_fds"]
 
 MODES = ("mobile", "plain")
 LAYOUTS = ("nhwc", "nchw")
@@ -656,3 +658,34 @@ def _convert(model: nn.Module, sample: torch.Tensor, mode: str, layout: str) -> 
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                                 category=FutureWarning)
         return litert_torch.convert(model, (sample,)).model_content()
+
+
+@contextlib.contextmanager
+def quiet_fds(enabled: bool = True):
+    """Silence file descriptors 1 and 2 (the converter's C++ and progress chatter)."""
+    if not enabled:
+        yield
+        return
+    import sys
+
+    for s in (sys.stdout, sys.stderr):
+        try:
+            s.flush()
+        except Exception:
+            pass
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        for s in (sys.stdout, sys.stderr):
+            try:
+                s.flush()
+            except Exception:
+                pass
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved + [devnull]:
+            os.close(fd)

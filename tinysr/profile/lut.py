@@ -39,10 +39,8 @@ operation runs inside a network than alone (caches, memory traffic between opera
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import math
-import os
 import statistics
 import tempfile
 import time
@@ -52,6 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tinysr.export.tflite_convert import quiet_fds  # noqa: F401  (tinysr.profile.lut.quiet_fds, as before)
 from tinysr.genotype import TPSR_GENOTYPE, CellNode, Genotype, NetworkGenotype
 from tinysr.ops import OP_NAMES, OPS
 
@@ -192,37 +191,6 @@ def table_parts(space: str, input_size, scale: int, widths=None) -> list:
 
 
 # -------------------------------------------------------------------------- converting
-@contextlib.contextmanager
-def quiet_fds(enabled: bool = True):
-    """Silence file descriptors 1 and 2 (the converter's C++ and progress chatter)."""
-    if not enabled:
-        yield
-        return
-    import sys
-
-    for s in (sys.stdout, sys.stderr):
-        try:
-            s.flush()
-        except Exception:
-            pass
-    saved = [os.dup(1), os.dup(2)]
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        for s in (sys.stdout, sys.stderr):
-            try:
-                s.flush()
-            except Exception:
-                pass
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved + [devnull]:
-            os.close(fd)
-
-
 PRECISIONS = ("fp32", "int8")
 
 
