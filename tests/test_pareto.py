@@ -124,3 +124,16 @@ def test_a_searched_network_is_predicted_with_its_own_skeleton(tmp_path):
     assert ms != pytest.approx(lut.predict(net.cell))
     ms_cell, _ = _predict(CellSR(net.cell, 4), str(table), (12, 16))  # a bare cell: the paper's skeleton
     assert ms_cell == pytest.approx(lut.predict(net.cell))
+
+
+def test_a_qat_model_is_an_int8_point_with_its_learnt_ranges(photo_dir, tmp_path):
+    """A network with quantization-aware training's ranges: int8 only (its float network is tuned for int8)."""
+    opts = ParetoOptions(data=(str(photo_dir),), precisions=("fp32", "int8"), threads=1, input_size=(16, 24),
+                         runs=2, rounds=1, warmup=1)
+    with pytest.warns(UserWarning, match="leaves no room for an overlap"):
+        result = run_pareto(["quicksrnet_s_x4_qat", "quicksrnet_s_x4"], opts, progress=False)
+    qat, ptq = result["rows"]
+    assert qat["qat"] and not ptq["qat"] and qat["error"] is None
+    assert qat.get("fp32_ms") is None and "fp32" not in qat["scores"][photo_dir.name] and qat["int8_ms"] > 0
+    assert ptq["fp32_ms"] > 0 and ptq["int8_ms"] > 0
+    assert "| quicksrnet_s_x4_qat |" in to_markdown(result)

@@ -7,7 +7,8 @@ latency table predicts where one covers the network, and Y-PSNR / SSIM of each p
 each data folder. Writes ``pareto.json``, ``pareto.csv``, ``pareto.md`` and ``pareto.png`` (PSNR on the
 first data folder against measured latency, one marker per precision, each precision's non-dominated
 front drawn, every point labelled). A model that fails to load, export or run is a row with its one-line
-reason; the others go on.
+reason; the others go on. A model with quantization-aware training's int8 ranges (``qat`` in the row) is
+exported in int8 only, with those ranges: its float network is tuned for the int8 one, not a float point.
 """
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def run_pareto(models: list[str], options: ParetoOptions, progress: bool = True)
     """Measure every model of ``models`` (see the module docstring); returns the result dict."""
     from tqdm.auto import tqdm
 
-    from .checkpoint import load_model
+    from .checkpoint import load_model, qat_record
     from .complexity import measure
     from .evaluate import evaluate, mean_row
     from .export.pipeline import ExportOptions, export_model
@@ -123,7 +124,11 @@ def run_pareto(models: list[str], options: ParetoOptions, progress: bool = True)
                 bar.update(1 + len(o.precisions))
                 continue
             bar.update(1)
+            row["qat"] = bool(qat_record(spec))  # int8 weights: its fp32 network is tuned for the int8 one
             for prec in o.precisions:
+                if prec == "fp32" and row["qat"]:
+                    bar.update(1)
+                    continue
                 bar.set_description(f"pareto: {row['model']} {prec}")
                 out = work / f"{len(artifacts)}_{prec}.tflite"
                 try:
