@@ -56,15 +56,14 @@ def qat_model(cfg: TrainConfig, state: dict | None, path: Path) -> nn.Module:
     from ..export.qat import QATModel
     from ..models.mobile import deploy
 
-    want = model_record(deploy(build_model(cfg)))
+    config_net = deploy(build_model(cfg))
     if state is not None:
-        net = model_from_checkpoint(state, str(path))
-        check_same_architecture(state, deploy(build_model(cfg)), path, cfg.model)
-        qat = QATModel(net, averaging=cfg.qat.averaging)
+        check_same_architecture(state, config_net, path, cfg.model)
+        qat = QATModel(model_from_checkpoint(state, str(path)), averaging=cfg.qat.averaging)
         qat.load_record(state["qat"], str(path))
         return qat
     net = deploy(load_model(cfg.init_from))
-    have = model_record(net)
+    want, have = model_record(config_net), model_record(net)
     if have["family"] != want["family"] or have["config"] != want["config"]:
         raise ValueError(f"qat: init_from {cfg.init_from} is not the config's network ({cfg.model}"
                          f"{' ' + repr(cfg.genotype) if cfg.genotype else ''}): set model / genotype to its")
