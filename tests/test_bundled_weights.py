@@ -86,7 +86,10 @@ def test_pareto_networks_share_one_recipe_and_reproduce_their_scores(bench, name
 
 # Quantization-aware trained networks (tinysr/configs/qat_x4.yaml from the common-recipe weights): their int8
 # export takes the learnt ranges, and beats the post-training quantization of the network they started from.
-QAT = {"quicksrnet_s_x4_qat": "quicksrnet_s_x4", "quicksrnet_m_x4_qat": "quicksrnet_m_x4"}
+QAT = {"quicksrnet_s_x4_qat": "quicksrnet_s_x4", "quicksrnet_m_x4_qat": "quicksrnet_m_x4",
+       "trilevel_demo_x4_qat": "trilevel_demo_x4"}
+# Set5 gain over PTQ measured when bundled (README "Quantization-aware training"), less 0.01 dB
+QAT_GAIN = {"quicksrnet_s_x4_qat": 0.10, "quicksrnet_m_x4_qat": 0.06, "trilevel_demo_x4_qat": 0.02}
 
 
 @pytest.mark.parametrize("name", QAT)
@@ -111,4 +114,4 @@ def test_qat_networks_export_their_learnt_ranges_and_beat_ptq(bench, name, tmp_p
         assert (card["calibration"]["method"] == "qat") == (which == "qat")
         scores[which] = mean_row(evaluate(LiteRTRunner(art), bench / "Set5", lpips=False, progress=False)).psnr
     assert scores["qat"] == pytest.approx(recipe["final_metrics"]["Set5"]["int8_psnr_y"], abs=5e-4)
-    assert scores["qat"] > scores["ptq"] + 0.05, scores
+    assert scores["qat"] > scores["ptq"] + QAT_GAIN[name], scores

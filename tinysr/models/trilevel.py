@@ -438,3 +438,10 @@ TRILEVEL_DEMO_GENOTYPE = "B mb3:48+mb3:48 mb3:32+mb3:32 mb3:48+mb3:48 mb3:48+mb3
                 description="the trilevel search demo's derived network, trained with the Pareto comparison's recipe")
 def trilevel_demo_x4(genotype=TRILEVEL_DEMO_GENOTYPE, n_feats=16):
     return TrilevelSR(genotype, 4, n_feats)
+
+
+@register_model("trilevel_demo_x4_qat", family="trilevel", scale=4, weights="trilevel_demo_x4_qat.pt",
+                description="trilevel_demo_x4, quantization-aware trained (tinysr/configs/qat_x4.yaml): for int8 export, "
+                "which takes its learnt ranges")
+def trilevel_demo_x4_qat(genotype=TRILEVEL_DEMO_GENOTYPE, n_feats=16):
+    return TrilevelSR(genotype, 4, n_feats)
