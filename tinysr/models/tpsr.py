@@ -388,18 +388,21 @@ def search_demo_x4(genotype=SEARCH_DEMO_GENOTYPE, n_feats=16):
 #: extended space (README "Choosing a network"): the budget is a hand-designed network's measured LiteRT fp32
 #: latency on the comparison's host, less 5% for the latency table's error. Trained with the common recipe
 #: (tinysr/configs/pareto_x4.yaml); the bundled weights are the collapsed (deployed) network. QuickSRNet-small's
-#: budget: the first round (search_pareto_quicksrnet_s.yaml); XLSR's and QuickSRNet-medium's: the third round
-#: (search_pareto3_*.yaml: long residual, plain convolutions, no weight sharing). The first round's networks at
-#: those two budgets (30.17 / 30.12 dB on Set5) were:
+#: budget: the first round (search_pareto_quicksrnet_s.yaml); XLSR's and QuickSRNet-medium's: the sixth round
+#: (search_pareto6_*.yaml: regularized evolution from SESR-M5's shape, 1,000-step proxy; at XLSR's budget the
+#: search returned that shape itself). The third round's networks at those budgets (30.47 / 27.53 and 30.73 /
+#: 27.73 dB on Set5 / Set14) were ``w16 d1 anchor clip linear skip | conv3@in conv1@0 conv5@0 identity@in conv1@in
+#: conv1@2 conv1@4 conv1@2 conv5@0 conv3@1`` and ``w16 d1 anchor clip linear skip | identity@in conv3@0 conv3@1
+#: conv3@2 conv1@2 conv3@2 conv1@5 conv1@3 conv5@6 conv3@7``. The first round's (30.17 / 30.12 dB on Set5) were:
 #: ``w16 d1 anchor clip linear | inv3@in inv3@in inv5@1 dsep5@1 dsep3@2 gconv5@1 conv1@1 conv7@2 identity@6 dsep3@in``
 #: and ``w24 d1 anchor clip linear | identity@in se@in identity@in dsep3@2 gconv3@in se@0 gconv3@3 gconv3@6 conv1@3
 #: conv1@6``.
 SEARCHED_AT_QUICKSRNET_S = ("w16 d1 anchor clip linear | conv1@in dsep3@in dsep5@1 identity@2 inv5@in gconv3@4 ca@in "
                             "inv5@5 dsep5@7 inv3@0")
-SEARCHED_AT_XLSR = ("w16 d1 anchor clip linear skip | conv3@in conv1@0 conv5@0 identity@in conv1@in conv1@2 conv1@4 "
-                    "conv1@2 conv5@0 conv3@1")
-SEARCHED_AT_QUICKSRNET_M = ("w16 d1 anchor clip linear skip | identity@in conv3@0 conv3@1 conv3@2 conv1@2 conv3@2 "
-                            "conv1@5 conv1@3 conv5@6 conv3@7")
+SEARCHED_AT_XLSR = ("w16 d1 anchor clip linear skip | conv3@in conv3@0 conv3@1 conv3@2 conv3@3 identity@4 identity@5 "
+                    "identity@6 identity@7 identity@8")
+SEARCHED_AT_QUICKSRNET_M = ("w16 d1 anchor clip linear skip | identity@in conv3@0 conv3@1 conv3@2 conv3@3 identity@4 "
+                            "conv5@5 conv1@6 conv1@7 conv3@1")
 
 
 @register_model("searched_at_quicksrnet_s_x4", family="tpsr", scale=4, weights="searched_at_quicksrnet_s_x4.pt",
@@ -410,7 +413,7 @@ def searched_at_quicksrnet_s_x4(genotype=SEARCHED_AT_QUICKSRNET_S, n_feats=None)
 
 
 @register_model("searched_at_xlsr_x4", family="tpsr", scale=4, weights="searched_at_xlsr_x4.pt",
-                description="searched (tpsr_plus) within XLSR's latency (tinysr/configs/search_pareto3_xlsr.yaml), "
+                description="searched (tpsr_plus) within XLSR's latency (tinysr/configs/search_pareto6_xlsr.yaml), "
                             "common recipe")
 def searched_at_xlsr_x4(genotype=SEARCHED_AT_XLSR, n_feats=None):
     return CellSR(genotype, 4, n_feats)
@@ -418,6 +421,6 @@ def searched_at_xlsr_x4(genotype=SEARCHED_AT_XLSR, n_feats=None):
 
 @register_model("searched_at_quicksrnet_m_x4", family="tpsr", scale=4, weights="searched_at_quicksrnet_m_x4.pt",
                 description="searched (tpsr_plus) within QuickSRNet-medium's latency "
-                            "(tinysr/configs/search_pareto3_quicksrnet_m.yaml), common recipe")
+                            "(tinysr/configs/search_pareto6_quicksrnet_m.yaml), common recipe")
 def searched_at_quicksrnet_m_x4(genotype=SEARCHED_AT_QUICKSRNET_M, n_feats=None):
     return CellSR(genotype, 4, n_feats)
