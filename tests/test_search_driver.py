@@ -570,3 +570,23 @@ def test_an_int8_search_scores_the_int8_network_and_refuses_an_fp32_table(photo_
         fp32 = evaluate_candidate(r.genotype, None, task, data, n_feats=16)
         assert r.psnr == again.psnr and r.user_attrs["psnr_fp32"] == again.psnr_fp32 == fp32.psnr
         assert r.psnr != fp32.psnr  # the int8 score is not the float one
+
+
+def test_a_ctrl_c_swallowed_where_it_lands_still_stops_the_run():
+    """A SIGINT that lands in code which swallows exceptions (a finalizer: "Exception ignored in ...") is remembered:
+    the driver raises KeyboardInterrupt at its next result; the previous handler comes back afterwards."""
+    from tinysr.search.generator.driver import _Sigint
+
+    before = signal.getsignal(signal.SIGINT)
+    search = Search.__new__(Search)
+    with _Sigint() as guard:
+        search._sigint = guard
+        search._interrupted()  # nothing seen yet: goes on
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass  # swallowed where it landed
+        with pytest.raises(KeyboardInterrupt):
+            search._interrupted()
+    assert signal.getsignal(signal.SIGINT) is before

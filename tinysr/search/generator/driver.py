@@ -134,6 +134,36 @@ def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+class _Sigint:
+    """Ctrl-C in the driver, never lost: SIGINT raises KeyboardInterrupt as Python's default handler does and
+    is also remembered, so that one which lands in code that swallows exceptions (a finalizer or weakref
+    callback, e.g. SQLAlchemy's session cleanup: "Exception ignored in ...") still stops the run at the next
+    result (:meth:`Search._interrupted`). Installed only in the main thread; the previous handler is restored."""
+
+    def __init__(self):
+        self.seen = False
+        self.previous = None
+
+    def _handle(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
 class Search:
     """One search run (see the module doc). ``run()`` until ``cfg.evaluations`` candidates are scored.
 
@@ -149,6 +179,7 @@ class Search:
 
     def __init__(self, cfg: SearchConfig, resume: bool = False, progress: bool = True):
         self.cfg, self.progress = cfg, progress
+        self._sigint: _Sigint | None = None
         if getattr(cfg, "space", "tpsr") != "tpsr":  # the extended generator space (tpsr_plus)
             self.space = cfg.search_space()
         self.run_dir = Path(cfg.run_dir)
@@ -340,6 +371,7 @@ class Search:
                 break
             finally:
                 waited += time.perf_counter() - t0
+            self._interrupted()
             c = todo[i]
             if status == "error":
                 c.error = value
@@ -394,6 +426,11 @@ class Search:
             self.best = _Candidate(r.candidate, (), r.genotype, {"latency_ms": r.latency_ms}, psnr=r.psnr,
                                    reward=r.reward)
 
+    def _interrupted(self) -> None:
+        """Raise KeyboardInterrupt if a Ctrl-C reached the driver but was swallowed where it landed."""
+        if self._sigint is not None and self._sigint.seen:
+            raise KeyboardInterrupt
+
     def run(self, backend=None) -> dict:
         """Run rounds until ``evaluations`` candidates are scored (or failed); returns :meth:`summary`."""
         from tqdm.auto import tqdm
@@ -405,9 +442,11 @@ class Search:
                                           cfg.connect_timeout)
         bar = tqdm(total=cfg.evaluations, initial=min(cfg.evaluations, self.n.evaluated + self.n.failed),
                    desc=f"search {self.run_dir.name}", unit="eval", disable=not self.progress, dynamic_ncols=True)
+        self._sigint = _Sigint()
         try:
-            with backend:
+            with self._sigint, backend:
                 while self.n.evaluated + self.n.failed < cfg.evaluations:
+                    self._interrupted()
                     started = time.perf_counter()
                     accepted = self._form_round(cache, bar)
                     waited = self._evaluate(accepted, backend)
