@@ -140,6 +140,26 @@ def train_and_kill(cfg_path: Path, out: Path, at_step: int, timeout: float = 180
     return killed_at
 
 
+def killed_and_resumed(cfg_path: Path, out: Path, reference: Path, at_step: int, steps: int,
+                       timeout: float = 180.0) -> tuple[dict, dict]:
+    """SIGKILL ``tinysr train CFG`` once it has checkpointed ``at_step`` steps (:func:`train_and_kill`), resume it
+    in this process, and check that it ends at ``steps`` with exactly the weights of the uninterrupted run in
+    ``reference``; returns both ``last.pt`` checkpoints (resumed, reference) for the caller's own checks."""
+    import torch
+
+    from tinysr.checkpoint import read_checkpoint
+    from tinysr.cli.main import main
+
+    killed_at = train_and_kill(cfg_path, out, at_step, timeout=timeout)
+    assert killed_at is not None and killed_at < steps, "the run finished before it could be killed"
+    assert main(["train", str(cfg_path), "-q"]) == 0
+    a, b = read_checkpoint(out / "last.pt"), read_checkpoint(Path(reference) / "last.pt")
+    assert a["meta"]["step"] == b["meta"]["step"] == steps
+    for k in b["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    return a, b
+
+
 def run_cli(capsys, *args) -> tuple[int, str, str]:
     """``tinysr ARGS`` in this process, where a process of its own is not what is tested: (exit code,
     stdout, stderr)."""

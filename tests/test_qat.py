@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from tinysr.bundled import sample_photo
-from tinysr.checkpoint import load_model, read_checkpoint
+from tinysr.checkpoint import load_model
 from tinysr.cli.main import main
 from tinysr.export.qat import QATError, QATModel, _convert, learnt_tensor_params
 from tinysr.export.quantize import int8_tensor_plan, tflite_int8
@@ -16,7 +16,7 @@ from tinysr.imageio import load_rgb_uint8
 from tinysr.train.config import TrainConfig
 from tinysr.train.trainer import train
 
-from conftest import train_and_kill
+from conftest import killed_and_resumed
 
 
 def _photo_crops(n=4, size=(40, 56), seed=0):
@@ -123,13 +123,7 @@ def test_killed_qat_run_resumes_exactly_and_exports_its_ranges(tmp_path, photo_d
     ref = train(TrainConfig.from_file(_config(tmp_path, photo_dir, "ref")), progress=False)
     assert ref.step == 24
     cfg_path, out = _config(tmp_path, photo_dir, "run"), tmp_path / "run"
-    killed_at = train_and_kill(cfg_path, out, 8, timeout=240)
-    assert killed_at is not None and killed_at < 24, "the run finished before it could be killed"
-    assert main(["train", str(cfg_path), "-q"]) == 0
-    a, b = read_checkpoint(out / "last.pt"), read_checkpoint(tmp_path / "ref" / "last.pt")
-    assert a["meta"]["step"] == b["meta"]["step"] == 24
-    for k in b["state_dict"]:
-        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    a, b = killed_and_resumed(cfg_path, out, tmp_path / "ref", 8, 24, timeout=240)
     for k in b["qat"]["fq"]:
         assert torch.equal(a["qat"]["fq"][k], b["qat"]["fq"][k]), k
     assert bool(b["qat"]["fq"]["frozen"])  # frozen at step 12

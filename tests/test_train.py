@@ -9,7 +9,7 @@ from tinysr.cli.main import main
 from tinysr.train.config import TrainConfig
 from tinysr.train.trainer import train
 
-from conftest import train_and_kill
+from conftest import killed_and_resumed
 
 
 def _config(tmp_path, photo_dir, name, **kw):
@@ -39,14 +39,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, photo_dir):
 
     cfg_path = _config(tmp_path, photo_dir, "run")
     out = tmp_path / "run"
-    killed_at = train_and_kill(cfg_path, out, 10, timeout=120)
-    assert killed_at is not None and killed_at < 30, "the run finished before it could be killed"
-
-    assert main(["train", str(cfg_path), "-q"]) == 0
-    a, b = read_checkpoint(out / "last.pt"), read_checkpoint(tmp_path / "ref" / "last.pt")
-    assert a["meta"]["step"] == b["meta"]["step"] == 30
-    for k in b["state_dict"]:
-        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    killed_and_resumed(cfg_path, out, tmp_path / "ref", 10, 30, timeout=120)
     rows = (out / "log.csv").read_text().splitlines()
     steps = [int(r.split(",")[0]) for r in rows[1:]]
     assert steps == sorted(steps) and len(steps) == len(set(steps))

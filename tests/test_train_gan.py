@@ -13,7 +13,7 @@ from tinysr.train.config import RECIPES, GanConfig, TrainConfig
 from tinysr.train.losses import VGG16_LAYERS, discriminator_loss, generator_adversarial_loss
 from tinysr.train.trainer import train
 
-from conftest import SHARED, train_and_kill
+from conftest import SHARED, killed_and_resumed
 
 
 def test_recipe_defaults_fill_the_config_and_explicit_keys_win():
@@ -129,14 +129,7 @@ def test_killed_gan_run_resumes_to_the_same_state(tmp_path, weights_dir, l1_chec
     cfg_path = tmp_path / "run.yaml"
     cfg_path.write_text(yaml.safe_dump(run))
     out = tmp_path / "run"
-    killed_at = train_and_kill(cfg_path, out, 5, timeout=180)
-    assert killed_at is not None and killed_at < steps, "the run finished before it could be killed"
-
-    assert main(["train", str(cfg_path), "-q"]) == 0
-    a, b = read_checkpoint(out / "last.pt"), read_checkpoint(tmp_path / "ref" / "last.pt")
-    assert a["meta"]["step"] == b["meta"]["step"] == steps
-    for k in b["state_dict"]:
-        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    a, b = killed_and_resumed(cfg_path, out, tmp_path / "ref", 5, steps, timeout=180)
     ga, gb = a["gan_state"], b["gan_state"]
     for k in gb["d_state"]:
         assert torch.equal(ga["d_state"][k], gb["d_state"][k]), k

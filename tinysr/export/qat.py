@@ -127,12 +127,16 @@ def match_points(net: nn.Module, graph: fx.Graph, flat: bytes, seed: int = 0) ->
     return found
 
 
-def _weight_fq(w: torch.Tensor, axis: int = 0) -> torch.Tensor:
-    """Per-output-channel symmetric int8 fake quantization, the exporter's rounding (max|w| / 127, [-127, 127])."""
-    amax = w.detach().abs().transpose(0, axis).reshape(w.shape[axis], -1).amax(dim=1)
-    scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax)).float()
-    zero = torch.zeros(w.shape[axis], dtype=torch.int32)
-    return torch.fake_quantize_per_channel_affine(w, scale, zero, axis, -127, 127)
+def _weight_scales(w: torch.Tensor) -> torch.Tensor:
+    """The exporter's int8 weight scale of every output channel (dim 0): max|w| / 127 (1 for an all-zero channel)."""
+    amax = w.detach().abs().reshape(w.shape[0], -1).amax(dim=1)
+    return torch.where(amax > 0, amax / 127.0, torch.ones_like(amax)).float()
+
+
+def _weight_fq(w: torch.Tensor) -> torch.Tensor:
+    """Per-output-channel symmetric int8 fake quantization, the exporter's rounding (:func:`_weight_scales`, [-127, 127])."""
+    zero = torch.zeros(w.shape[0], dtype=torch.int32)
+    return torch.fake_quantize_per_channel_affine(w, _weight_scales(w), zero, 0, -127, 127)
 
 
 def _bias_values_fq(b: torch.Tensor | None, w: torch.Tensor, in_scale: float | None) -> torch.Tensor | None:
@@ -140,9 +144,7 @@ def _bias_values_fq(b: torch.Tensor | None, w: torch.Tensor, in_scale: float | N
     rounded with a straight-through gradient. Unchanged when the input's scale is not known."""
     if b is None or in_scale is None:
         return b
-    w = w.detach()
-    amax = w.abs().reshape(w.shape[0], -1).amax(dim=1)
-    step = in_scale * torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
+    step = in_scale * _weight_scales(w)
     return b + (torch.round(b.detach() / step) * step - b.detach())
 
 

@@ -84,10 +84,10 @@ class TargetConfig:
         from tinysr.profile.predict import load_table
         from tinysr.search.generator.reward import LatencyTarget
 
-        if self.profile is not None and load_table(self.profile).precision != precision:
-            raise ValueError(f"latency target {self.name!r}: {self.profile} times {load_table(self.profile).precision} "
-                             f"networks, the search's precision is {precision}: build a table with tinysr lut build "
-                             f"--precision {precision}")
+        timed = None if self.profile is None else load_table(self.profile).precision
+        if timed is not None and timed != precision:
+            raise ValueError(f"latency target {self.name!r}: {self.profile} times {timed} networks, the search's "
+                             f"precision is {precision}: build a table with tinysr lut build --precision {precision}")
         if self.device is None:
             return LatencyTarget.from_profile(self.name, self.budget_ms, self.profile, self.hard, input_size, scale,
                                               n_feats)
