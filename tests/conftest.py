@@ -13,6 +13,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 # Idle OpenMP threads sleep instead of spinning (set before torch loads its OpenMP runtime; the CLI
 # subprocesses of the tests inherit it). On a busy 2-core machine a spinning thread waits for one
@@ -169,3 +171,24 @@ def run_cli(capsys, *args) -> tuple[int, str, str]:
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+class PReLUNet(nn.Module):
+    """conv -> PReLU -> ... with the slopes given per PReLU (one value: a scalar PReLU), x2 sub-pixel output."""
+
+    def __init__(self, slopes):
+        super().__init__()
+        torch.manual_seed(0)
+        c = 8
+        self.convs = nn.ModuleList([nn.Conv2d(3, c, 3, padding=1)] + [nn.Conv2d(c, c, 3, padding=1) for _ in slopes[1:]])
+        self.acts = nn.ModuleList(nn.PReLU(len(s)) for s in slopes)
+        with torch.no_grad():
+            for a, s in zip(self.acts, slopes):
+                a.weight.copy_(torch.tensor(s))
+        self.tail = nn.Conv2d(c, 12, 3, padding=1)
+        self.up = nn.PixelShuffle(2)
+
+    def forward(self, x):
+        for conv, act in zip(self.convs, self.acts):
+            x = act(conv(x))
+        return self.up(self.tail(x))

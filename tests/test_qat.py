@@ -16,7 +16,7 @@ from tinysr.imageio import load_rgb_uint8
 from tinysr.train.config import TrainConfig
 from tinysr.train.trainer import train
 
-from conftest import killed_and_resumed
+from conftest import PReLUNet, killed_and_resumed
 
 
 def _photo_crops(n=4, size=(40, 56), seed=0):
@@ -77,6 +77,32 @@ def test_int8_tflite_equals_the_fake_quant_forward(name):
         fp = q.net(crops[4]).permute(0, 2, 3, 1).numpy()
         fq = q(crops[4]).permute(0, 2, 3, 1).numpy()
     assert np.mean(_grey(fp) != _grey(fq)) > 0.01
+
+
+def test_per_channel_prelu_trains_as_the_int8_graph_computes_it():
+    """A per-channel PReLU is exported as x + (slopes - 1) * MINIMUM(x, 0) in int8 ops (slopes here below 0, in
+    [0, 1] and above 1): the fake-quant forward rounds the product where the int8 graph does, so the int8 TFLite
+    with the learnt ranges computes exactly what it computes (measured: max difference 0.000 of 255; rounding the
+    PReLU as a plain PReLU of int8 slopes instead: mean 0.10, max 1.0)."""
+    from tinysr.export.flatbuffer import op_histogram
+
+    crops = _photo_crops(6)
+    q = QATModel(PReLUNet([list(np.linspace(-0.3, 1.4, 8)), list(np.linspace(0.1, 0.6, 8))]))
+    q.train()
+    with torch.no_grad():
+        for c in crops[:4]:
+            q(c)
+    q.freeze()
+    q.eval()
+    close = []
+    for x in crops[4:]:
+        with torch.no_grad():
+            ref = q(x).permute(0, 2, 3, 1).numpy()
+        flat = _convert(q.net, tuple(x.shape[-2:]))
+        int8 = tflite_int8(flat, [], learnt=learnt_tensor_params(q, flat))
+        assert op_histogram(int8)["MINIMUM"] == 2 and "PRELU" not in op_histogram(int8)
+        close.append(float(np.abs(ref - _int8_output(int8, x)).max()) * 255)
+    assert max(close) < 0.01, close
 
 
 def test_points_are_where_the_int8_graph_has_its_own_ranges():

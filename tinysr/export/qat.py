@@ -2,8 +2,8 @@
 
 :func:`tinysr.export.quantize.tflite_int8` quantizes the float TFLite graph of a network: int8
 activations with one asymmetric range per tensor, int8 convolution weights symmetric per output
-channel (``max|w| / 127``, values in [-127, 127]), int32 biases, PReLU slopes symmetric per tensor
-(or one float slope, as LEAKY_RELU). :class:`QATModel` is that graph in training form, on the
+channel (``max|w| / 127``, values in [-127, 127]), int32 biases, a PReLU with one slope as LEAKY_RELU
+(float slope), one with per-channel slopes as ``x + (slopes - 1) * min(x, 0)`` in int8 ops. :class:`QATModel` is that graph in training form, on the
 PyTorch side:
 
 * the network in its deployed form (:func:`tinysr.models.mobile.deploy`: a collapsible block
@@ -16,8 +16,9 @@ PyTorch side:
   A convolution followed by a ReLU the converter fuses gets one point, after the ReLU; a
   depth-to-space shares its input's range and gets none; the graph input has the fixed range of
   [0, 1] (scale 1/255, zero point -128: 8-bit pixels exact); a TANH output the kernel's fixed range;
-* every convolution's weight fake-quantized per output channel as the exporter rounds it, every
-  per-channel PReLU's slopes per tensor.
+* every convolution's weight fake-quantized per output channel as the exporter rounds it, and a
+  per-channel PReLU computed as the exporter writes it (``x + (slopes - 1) * min(x, 0)``, ``slopes - 1``
+  int8 per tensor, the product rounded on a range derived from x's).
 
 **Why PyTorch's own fake quantization** (:class:`torch.ao.quantization.FakeQuantize` with a
 moving-average min / max observer for activations, :func:`torch.fake_quantize_per_channel_affine`
@@ -148,13 +149,9 @@ def _bias_values_fq(b: torch.Tensor | None, w: torch.Tensor, in_scale: float | N
     return b + (torch.round(b.detach() / step) * step - b.detach())
 
 
-def _slope_fq(a: torch.Tensor) -> torch.Tensor:
-    """A PReLU's slopes as the exporter writes them: one slope stays float (LEAKY_RELU), several are int8
-    symmetric per tensor."""
-    flat = a.detach().reshape(-1)
-    if bool((flat == flat[0]).all()):
-        return a
-    amax = float(flat.abs().max())
+def _symmetric_fq(a: torch.Tensor) -> torch.Tensor:
+    """int8 symmetric per tensor (``max|a| / 127``, [-127, 127]), as the exporter writes a PReLU's constants."""
+    amax = float(a.detach().abs().max())
     return torch.fake_quantize_per_tensor_affine(a, amax / 127.0 if amax > 0 else 1.0, 0, -127, 127)
 
 
@@ -199,24 +196,51 @@ class _FakeQuantInterpreter(fx.Interpreter):
         super().__init__(owner.net, garbage_collect_values=True, graph=owner.graph)
         self.owner = owner
 
-    def input_scale(self, node) -> float | None:
-        """The int8 scale of the value ``node`` computes (its own point's, or carried through a depth-to-space,
-        a reshape or a multiplication by a number, which the converter folds into the next convolution)."""
+    def source_point(self, node):
+        """Follow ``node`` back through the ops that keep the int8 grid (depth-to-space, reshapes): the fake-quant
+        point its value lies on (None if none) and the node the walk stopped at."""
         while isinstance(node, fx.Node):
             key = self.owner.points.get(node.name)
             if key is not None:
-                return float(self.owner.fq[key].scale.reshape(-1)[0])
-            if node.op == "call_module" and isinstance(self.fetch_attr(node.target), _SAME_SCALE_MODULES):
+                return self.owner.fq[key], node
+            if node.op == "call_module" and isinstance(self.fetch_attr(node.target), _SAME_SCALE_MODULES) \
+                    or node.op == "call_method" and node.target in _SAME_SCALE_METHODS:
                 node = node.args[0]
-            elif node.op == "call_method" and node.target in _SAME_SCALE_METHODS:
-                node = node.args[0]
-            elif node.op == "call_function" and node.target in (operator.mul, torch.mul) and len(node.args) == 2 \
-                    and isinstance(node.args[1], (int, float)):
-                s = self.input_scale(node.args[0])
-                return None if s is None else s * abs(float(node.args[1]))
             else:
-                return None
+                return None, node
+        return None, node
+
+    def input_scale(self, node) -> float | None:
+        """The int8 scale of the value ``node`` computes (its own point's, or carried through a depth-to-space,
+        a reshape or a multiplication by a number, which the converter folds into the next convolution)."""
+        fq, node = self.source_point(node)
+        if fq is not None:
+            return float(fq.scale.reshape(-1)[0])
+        if isinstance(node, fx.Node) and node.op == "call_function" and node.target in (operator.mul, torch.mul) \
+                and len(node.args) == 2 and isinstance(node.args[1], (int, float)):
+            s = self.input_scale(node.args[0])
+            return None if s is None else s * abs(float(node.args[1]))
         return None
+
+    def prelu(self, n, x: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
+        """A PReLU as the exporter writes it (``tflite_int8``'s ``fast_prelu``): one slope, LEAKY_RELU (the float
+        slope); per-channel slopes, ``x + (slopes - 1) * min(x, 0)`` with ``slopes - 1`` int8 symmetric per tensor
+        and the product rounded on the range :func:`~tinysr.export.quantize.prelu_product_params` derives from x's."""
+        from .quantize import prelu_product_params
+
+        flat = slopes.detach().reshape(-1)
+        if bool((flat == flat[0]).all()):
+            return F.prelu(x, slopes)
+        fq, _ = self.source_point(n.args[0])
+        if fq is None:
+            raise QATError(f"PReLU {n.target!r}: its input has no int8 range of its own, which the int8 graph's "
+                           "PReLU needs")
+        c = _symmetric_fq(slopes - 1.0)
+        scale, zp = prelu_product_params((float(fq.scale.reshape(-1)[0]), int(fq.zero_point.reshape(-1)[0])),
+                                         c.detach().double().numpy())
+        prod = torch.fake_quantize_per_tensor_affine(torch.clamp(x, max=0.0) * c.reshape(1, -1, 1, 1), scale, zp,
+                                                     -128, 127)
+        return x + prod
 
     def run_node(self, n):
         if n.op == "call_module":
@@ -224,7 +248,7 @@ class _FakeQuantInterpreter(fx.Interpreter):
             if type(mod) is nn.Conv2d or type(mod) is nn.PReLU:
                 args, kwargs = self.fetch_args_kwargs_from_env(n)
                 if type(mod) is nn.PReLU:
-                    r = F.prelu(args[0], _slope_fq(mod.weight))
+                    r = self.prelu(n, args[0], mod.weight)
                 else:
                     w = _weight_fq(mod.weight)
                     r = mod._conv_forward(args[0], w, _bias_values_fq(mod.bias, mod.weight, self.input_scale(n.args[0])))

@@ -18,9 +18,11 @@
     so the graph is quantized here directly on the flatbuffer: the float model is
     run on the calibration samples (all tensors kept), each activation gets an asymmetric
     int8 range (by default the clip range of least int8 error), and every supported op is
-    rewritten to its integer form. A PRELU with one slope becomes the equivalent int8
-    LEAKY_RELU, which XNNPACK runs (LiteRT's int8 PRELU is a slow reference kernel that also
-    splits the XNNPACK graph). Ops without an int8 form (or listed in ``float_ops``) stay
+    rewritten to its integer form. LiteRT's int8 PRELU is a slow reference kernel outside the
+    XNNPACK graph (6.5-8.4 ms per 16-channel 180x320 tensor on a 2-core AMD EPYC, ten times the
+    3x3 convolution before it), so a PRELU is written as int8 ops XNNPACK runs: one slope, the
+    equivalent LEAKY_RELU; per-channel slopes, ``x + (slopes - 1) * MINIMUM(x, 0)`` (MINIMUM,
+    MUL, ADD; see :func:`prelu_product_params`). Ops without an int8 form (or listed in ``float_ops``) stay
     float with DEQUANTIZE / QUANTIZE only where an int8 tensor meets them.
 ``onnx_int8``
     ONNX Runtime static quantization (QDQ format, int8, per-channel weights) calibrated on the
@@ -37,7 +39,7 @@ import numpy as np
 from . import flatbuffer as fb
 
 __all__ = ["calibration_samples", "ImagePart", "held_out_split", "part_files", "tflite_fp16", "tflite_int8",
-           "int8_tensor_plan", "onnx_int8", "INT8_OPS"]
+           "int8_tensor_plan", "prelu_product_params", "onnx_int8", "INT8_OPS"]
 
 IO_KINDS = ("float", "int8")
 CALIBRATIONS = ("minmax", "mse")
@@ -52,7 +54,7 @@ _REQUANT_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "PRELU", "LEAKY_RELU", "RELU", "
 _FIXED_OUTPUT_OPS = {"LOGISTIC": (1.0 / 256.0, -128), "TANH": (1.0 / 128.0, 0)}
 INT8_OPS = frozenset(_SAME_PARAMS_OPS | _REQUANT_OPS | set(_FIXED_OUTPUT_OPS))
 # Op versions of the int8 kernels (as the TFLite converter writes them).
-_INT8_VERSION = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "ADD": 2, "SUB": 2, "MUL": 2, "DEPTH_TO_SPACE": 2,
+_INT8_VERSION = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "ADD": 2, "SUB": 2, "MUL": 2, "MINIMUM": 2, "DEPTH_TO_SPACE": 2,
                  "RESIZE_NEAREST_NEIGHBOR": 2, "PAD": 2, "GATHER": 2, "CONCATENATION": 2, "MEAN": 2,
                  "LOGISTIC": 2, "TANH": 2, "LEAKY_RELU": 2, "RELU": 2, "QUANTIZE": 2, "DEQUANTIZE": 2,
                  "MAX_POOL_2D": 2, "AVERAGE_POOL_2D": 2}
@@ -248,6 +250,17 @@ def _asym_params(lo: float, hi: float, bits: int = 8) -> tuple[float, int]:
     return s, zp
 
 
+def prelu_product_params(x_params: tuple[float, int], slopes_minus_1: np.ndarray) -> tuple[float, int]:
+    """int8 (scale, zero point) of ``(slopes - 1) * min(x, 0)``, the product in the int8 form of a per-channel PRELU
+    (``x + (slopes - 1) * min(x, 0)``): the range it spans for every value on x's int8 grid ``x_params``, with the
+    int8 constants ``slopes_minus_1`` (dequantized). Derived, not calibrated (the tensor is not in the float graph),
+    so quantization-aware training rounds the product on the same grid (:mod:`tinysr.export.qat`)."""
+    scale, zero_point = x_params
+    lowest = min((-128 - int(zero_point)) * float(scale), 0.0)
+    span = np.asarray(slopes_minus_1, np.float64) * lowest
+    return _asym_params(float(span.min()), float(span.max()))
+
+
 def _fake_quant_mse(v: np.ndarray, lo: float, hi: float) -> float:
     s, zp = _asym_params(lo, hi)
     q = np.clip(np.round(v / s) + zp, -128, 127)
@@ -333,7 +346,7 @@ class _Int8Rewriter:
     """Rewrites subgraph 0 of a float TFLite model (object API) to int8 ops."""
 
     def __init__(self, model, cal: _Calibration | None, method: str, io: str, per_channel: bool,
-                 float_ops: set, input_range: tuple[float, float] | None, raw: bytes, leaky_relu: bool,
+                 float_ops: set, input_range: tuple[float, float] | None, raw: bytes, fast_prelu: bool,
                  learnt: dict[int, tuple[float, int]] | None = None):
         self.s = fb.schema()
         self.learnt = learnt
@@ -345,7 +358,7 @@ class _Int8Rewriter:
         self.per_channel = per_channel
         self.input_range = input_range
         self.raw = raw
-        self.leaky_relu = leaky_relu
+        self.fast_prelu = fast_prelu
         self.op_names = fb.opcode_names(model)
         self.producer: dict[int, int] = {}
         for k, op in enumerate(self.sg.operators):
@@ -354,6 +367,10 @@ class _Int8Rewriter:
         self.graph_inputs = [int(t) for t in self.sg.inputs]
         self.acts = set(self.producer) | set(self.graph_inputs)
         self.quantized_op = [self._quantizable(k, op, float_ops) for k, op in enumerate(self.sg.operators)]
+        self._prelu_forms: dict[int, str] = {}
+        for op in self.sg.operators:
+            if self.name(op) == "PRELU":
+                self.prelu_form(op)
         self.params: dict[int, tuple[float, int]] = {}
 
     # -- helpers ------------------------------------------------------------------------------
@@ -371,6 +388,18 @@ class _Int8Rewriter:
             raise ValueError(f"unexpected constant type {tensor.type} for tensor {tensor.name!r}")
         shape = [int(v) for v in tensor.shape] if tensor.shape is not None else []
         return np.frombuffer(data.tobytes(), dtype).reshape(shape)
+
+    def prelu_form(self, op) -> str:
+        """How a quantized PRELU is written: ``"leaky"`` (one slope: LEAKY_RELU), ``"sum"`` (per-channel slopes:
+        ``x + (slopes - 1) * MINIMUM(x, 0)``) or ``"prelu"`` (the int8 PRELU kernel, ``fast_prelu=False``)."""
+        if id(op) not in self._prelu_forms:  # decided on the float slopes, before they are rewritten to int8
+            alpha = self.const(int(op.inputs[1]))
+            self._prelu_forms[id(op)] = "prelu" if not self.fast_prelu else "leaky" if np.all(alpha == alpha.flat[0]) \
+                else "sum"
+        return self._prelu_forms[id(op)]
+
+    def const_int8(self, t: int) -> np.ndarray:
+        return np.frombuffer(fb.buffer_data(self.m, self.sg.tensors[t].buffer, self.raw).tobytes(), np.int8)
 
     def opcode(self, builtin_name: str) -> int:
         index = fb.opcode_index(self.m, builtin_name, _INT8_VERSION.get(builtin_name, 1))
@@ -526,7 +555,10 @@ class _Int8Rewriter:
             name = self.name(op)
             oc = self.m.operatorCodes[op.opcodeIndex]
             oc.version = max(oc.version, _INT8_VERSION.get(name, 1))
-            new_ops.append(op)
+            if name == "PRELU" and self.prelu_form(op) == "sum":
+                new_ops.extend(self.prelu_as_sum(op))
+            else:
+                new_ops.append(op)
         want_out = "int8" if self.io == "int8" else "float"
         outputs = [as_kind(int(t), want_out) for t in self.sg.outputs]
         remap = {int(a): b for a, b in zip(self.sg.outputs, outputs)}
@@ -537,17 +569,37 @@ class _Int8Rewriter:
                     tm.tensorIndex = remap.get(int(tm.tensorIndex), tm.tensorIndex)
         self.sg.operators = new_ops
 
+    def prelu_as_sum(self, op) -> list:
+        """An int8 PRELU (its input 1 already the int8 ``slopes - 1``) as ``ADD(x, MUL(MINIMUM(x, 0), slopes - 1))``:
+        MINIMUM on x's grid (exact), the product on the range :func:`prelu_product_params` gives it, the sum on the
+        PRELU output's own range."""
+        x, c = int(op.inputs[0]), int(op.inputs[1])
+        name = self.tname(int(op.outputs[0]))
+        xq = self.act_params(x)
+        zero = self.new_tensor(None, self.s.TensorType.INT8, name + "_zero", shape=[1],
+                               data=np.array([xq[1]], np.int8), quant=self.qparams(*xq))
+        neg = self.new_tensor(x, self.s.TensorType.INT8, name + "_negative_part", quant=self.qparams(*xq))
+        cq = self.sg.tensors[c].quantization
+        cvals = self.const_int8(c).astype(np.float64) * float(cq.scale[0])
+        pq = prelu_product_params(xq, cvals)
+        prod = self.new_tensor(x, self.s.TensorType.INT8, name + "_negative_part_x_slope_minus_1",
+                               quant=self.qparams(*pq))
+        self.params[neg], self.params[prod] = xq, pq
+        self.acts.update((neg, prod))
+        return [self.make_op("MINIMUM", [x, zero], [neg]), self.make_op("MUL", [neg, c], [prod]),
+                self.make_op("ADD", [x, prod], list(op.outputs))]
+
+    _OPTIONS = {"QUANTIZE": "QuantizeOptions", "DEQUANTIZE": "DequantizeOptions", "MUL": "MulOptions",
+                "ADD": "AddOptions", "MINIMUM": "MaximumMinimumOptions"}
+
     def make_op(self, builtin_name: str, inputs, outputs):
         op = self.s.OperatorT()
         op.opcodeIndex = self.opcode(builtin_name)
         op.inputs = list(inputs)
         op.outputs = list(outputs)
-        if builtin_name == "QUANTIZE":
-            op.builtinOptionsType = self.s.BuiltinOptions.QuantizeOptions
-            op.builtinOptions = self.s.QuantizeOptionsT()
-        else:
-            op.builtinOptionsType = self.s.BuiltinOptions.DequantizeOptions
-            op.builtinOptions = self.s.DequantizeOptionsT()
+        options = self._OPTIONS[builtin_name]
+        op.builtinOptionsType = getattr(self.s.BuiltinOptions, options)
+        op.builtinOptions = getattr(self.s, options + "T")()
         return op
 
     def set_int8(self, t: int) -> None:
@@ -590,15 +642,16 @@ class _Int8Rewriter:
                 self.replace_input(op, 2, nb)
         elif name == "PRELU":
             alpha = self.const(ins[1]).astype(np.float64)
-            if self.leaky_relu and np.all(alpha == alpha.flat[0]):
-                # One slope for all channels: exactly LEAKY_RELU, whose int8 kernel XNNPACK runs
-                # (LiteRT's int8 PRELU is a slow reference kernel outside the XNNPACK graph).
+            if self.prelu_form(op) == "leaky":
+                # One slope for all channels: exactly LEAKY_RELU, whose int8 kernel XNNPACK runs.
                 op.opcodeIndex = self.opcode("LEAKY_RELU")
                 op.inputs = [ins[0]]
                 op.builtinOptionsType = self.s.BuiltinOptions.LeakyReluOptions
                 op.builtinOptions = self.s.LeakyReluOptionsT()
                 op.builtinOptions.alpha = float(alpha.flat[0])
                 return
+            if self.prelu_form(op) == "sum":
+                alpha = alpha - 1.0  # the MUL constant of x + (slopes - 1) * min(x, 0)
             amax = float(np.abs(alpha).max())
             a_scale = amax / 127.0 if amax > 0 else 1.0
             aq = np.clip(np.round(alpha / a_scale), -127, 127).astype(np.int8)
@@ -665,7 +718,7 @@ def int8_tensor_plan(float_tflite: bytes, io: str = "float", float_ops: Iterable
 
 def tflite_int8(float_tflite: bytes, samples: list[np.ndarray], layout: str = "nhwc", io: str = "float", *,
                 per_channel: bool = True, calibration: str = "mse", float_ops: Iterable[int | str] = (),
-                input_range: tuple[float, float] | None = (0.0, 1.0), prelu_to_leaky_relu: bool = True,
+                input_range: tuple[float, float] | None = (0.0, 1.0), fast_prelu: bool = True,
                 learnt: dict[int, tuple[float, int]] | None = None) -> bytes:
     """Full-integer post-training quantization of a float32 .tflite, calibrated on ``samples``.
 
@@ -697,10 +750,10 @@ def tflite_int8(float_tflite: bytes, samples: list[np.ndarray], layout: str = "n
         input_range: the value range the input is quantized over, (0, 1) by default: the
             model's contract, which makes 8-bit pixel values exact (scale 1/255, zero point
             -128). None: the calibrated range.
-        prelu_to_leaky_relu: write a PRELU whose slopes are all equal as the (exactly
-            equivalent) int8 LEAKY_RELU, which LiteRT's XNNPACK delegate runs; per-channel
-            PRELUs stay int8 PRELU (correct, but a reference kernel: pass
-            ``float_ops=["PRELU"]`` where speed matters more than a fully integer graph).
+        fast_prelu: write each PRELU as int8 ops LiteRT's XNNPACK delegate runs (one slope: the
+            exactly equivalent LEAKY_RELU; per-channel slopes: ``x + (slopes - 1) * MINIMUM(x, 0)``,
+            see :func:`prelu_product_params`) rather than LiteRT's int8 PRELU, a reference kernel
+            outside the XNNPACK graph; False keeps every PRELU.
         learnt: (scale, zero point) per activation tensor (indices of the float model) whose plan
             (:func:`int8_tensor_plan`) is ``("own",)``, e.g. the ranges a quantization-aware training
             learnt (:func:`tinysr.export.qat.learnt_tensor_params`): used instead of calibrating, so
@@ -734,7 +787,7 @@ def tflite_int8(float_tflite: bytes, samples: list[np.ndarray], layout: str = "n
     if len(model.subgraphs) != 1:
         raise ValueError(f"tflite_int8 handles single-subgraph models, this one has {len(model.subgraphs)}")
     rw = _Int8Rewriter(model, cal, calibration, io, per_channel, set(float_ops), input_range, raw,
-                       prelu_to_leaky_relu, learnt)
+                       fast_prelu, learnt)
     rw.run()
     _compact(model)
     return fb.pack(model, raw)
