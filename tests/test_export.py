@@ -314,12 +314,31 @@ def test_unsupported_op_names_the_op_and_layer(tmp_path):
     (["--preset", "missing.yaml"], "preset file missing.yaml: not found"),
     (["--target", "tflite", "-o", "x.onnx"], "must end in .tflite"),
     (["--target", "tflite", "--input-size", "abc"], "expected HxW"),
+    (["--target", "tflite", "--float-io"], "--float-io applies to --target tflite --precision int8 only"),
 ])
 def test_bad_export_options_are_one_line_errors(tmp_path, capsys, args, msg):
     ckpt = _ckpt(tmp_path, create_model("tpsr_x4"), "t")
     assert main(["export", "--model", str(ckpt), "-q", *args]) == 2
     err = capsys.readouterr().err
     assert msg in err and err.startswith("tinysr: error: ") and err.count("\n") == 1
+
+
+def test_phone_int8_preset_has_int8_io_and_float_io_overrides_it(tmp_path):
+    """The tflite-int8 preset is the phone's form: int8 tensors in and out (a float output's DEQUANTIZE of the whole
+    720p image costs more than the network's int8 layers on some hosts); --float-io gives float tensors."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    ckpt = _ckpt(tmp_path, create_model("quicksrnet_s_x4"), "q")
+    dtypes = {}
+    for name, extra in {"preset": [], "float": ["--float-io"]}.items():
+        out = tmp_path / f"{name}.tflite"
+        assert main(["export", "--model", str(ckpt), "--preset", "tflite-int8", "--input-size", "24x32", "-q",
+                     "--max-loss-db", "99", "-o", str(out), *extra]) == 0
+        it = Interpreter(model_path=str(out))
+        dtypes[name] = (it.get_input_details()[0]["dtype"], it.get_output_details()[0]["dtype"])
+        assert json.loads(out.with_suffix(".json").read_text())["input"]["dtype"] == \
+            np.dtype(dtypes[name][0]).name
+    assert dtypes == {"preset": (np.int8, np.int8), "float": (np.float32, np.float32)}
 
 
 @pytest.mark.parametrize("text, problem", [

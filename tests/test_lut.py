@@ -515,7 +515,8 @@ def test_cli_lut_build_refuses_bad_bounds(tmp_path, capsys):
 # ------------------------------------------------------------------ int8 tables
 def test_int8_table_times_what_the_int8_export_runs(tmp_path, capsys):
     """lut build --precision int8: every entry an int8 graph (int8 I/O: no QUANTIZE / DEQUANTIZE of its own),
-    every whole network quantized as tinysr export does (float I/O); validation converts its networks alike."""
+    every whole network quantized as a phone runs it (int8 I/O, the tflite-int8 preset's); validation converts its
+    networks alike."""
     from tinysr.cli.main import main
     from tinysr.export.flatbuffer import op_histogram
     from tinysr.profile.lut import convert_genotype, default_lut_name
@@ -541,7 +542,7 @@ def test_int8_table_times_what_the_int8_export_runs(tmp_path, capsys):
         assert it.get_input_details()[0]["dtype"] == np.int8, f.name
     net = convert_genotype(TPSR_GENOTYPE, 4, 16, SIZE, cache, "int8")
     hist = op_histogram(net)
-    assert hist.get("QUANTIZE", 0) >= 1 and hist.get("DEQUANTIZE", 0) >= 1  # float I/O, as exported
+    assert "QUANTIZE" not in hist and "DEQUANTIZE" not in hist and hist["CONV_2D"] == 13  # int8 I/O, quantized
     assert convert_genotype(TPSR_GENOTYPE, 4, 16, SIZE, cache) != net  # the fp32 network is another file
     js = tmp_path / "val.json"
     assert main(["lut", "validate", "--profile", str(out), "--samples", "2", "--warmup", "1", "--runs", "2",
@@ -549,5 +550,5 @@ def test_int8_table_times_what_the_int8_export_runs(tmp_path, capsys):
     assert "random genotypes, int8," in capsys.readouterr().out
     res = json.loads(js.read_text())
     assert res["precision"] == "int8" and len(res["rows"]) == 2
-    names = {p.name for p in cache.glob("net_*_int8.tflite")}
+    names = {p.name for p in cache.glob("net_*_int8io.tflite")}
     assert len(names) >= 2 + 2 + 1  # calibration networks, validation samples, the reference / overhead network

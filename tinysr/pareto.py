@@ -1,7 +1,8 @@
 """The latency-quality comparison of networks, in one run: ``tinysr pareto``.
 
 For every model (registry name with bundled weights, or checkpoint): parameters and Mult-Adds (of the
-deployed form), verified TFLite exports in each precision (fp32, int8 PTQ), their LiteRT latency timed
+deployed form), verified TFLite exports in each precision (fp32, int8 PTQ with int8 I/O, as the phone presets and
+the Android demo export it), their LiteRT latency timed
 together in interleaved rounds (medians: a host that drifts moves every model alike), the latency a
 latency table predicts where one covers the network, and Y-PSNR / SSIM of each precision's artifact on
 each data folder. Writes ``pareto.json``, ``pareto.csv``, ``pareto.md`` and ``pareto.png`` (PSNR on the
@@ -134,7 +135,8 @@ def run_pareto(models: list[str], options: ParetoOptions, progress: bool = True)
                 try:
                     card = export_model(spec, out, ExportOptions(target="tflite", precision=prec,
                                                                  input_size=tuple(o.input_size), calib=o.calib,
-                                                                 max_loss_db=99.0), progress=False)
+                                                                 int8_io=prec == "int8", max_loss_db=99.0),
+                                        progress=False)
                     row[f"{prec}_export"] = {"ops": card["op_histogram"], "file_size": card["file_size"]}
                     runner = LiteRTRunner(out, threads=o.threads)
                     for d in o.data:

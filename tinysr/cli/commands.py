@@ -273,6 +273,8 @@ def cmd_export(args):
         value = getattr(args, key)
         if value is not None:
             opts[key] = value
+    if args.float_io:
+        opts["int8_io"] = False
     if args.input_size:
         opts["input_size"] = parse_size(args.input_size)
     if args.dynamic_shape:
@@ -280,6 +282,8 @@ def cmd_export(args):
     if "input_size" in opts:
         opts["input_size"] = tuple(opts["input_size"])
     options = ExportOptions(**opts).resolved()
+    if args.float_io and not (options.target == "tflite" and options.precision == "int8"):
+        raise ValueError("--float-io applies to --target tflite --precision int8 only")
     name = Path(args.model).stem if Path(args.model).suffix else args.model
     out = Path(args.output) if args.output else Path("export") / f"{name}_{options.precision}.{options.target}"
     card = export_model(args.model, out, options, progress=not args.quiet)

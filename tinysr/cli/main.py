@@ -98,7 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--layout", choices=["nchw", "nhwc"], help="I/O layout (default: nhwc for tflite, nchw for onnx)")
     s.add_argument("--range", dest="value_range", choices=["0-1", "0-255"], help="I/O value range (default 0-1)")
     s.add_argument("--mode", choices=["mobile", "plain"], help="TFLite graph: mobile (native ops, default) or plain")
-    s.add_argument("--int8-io", action="store_true", default=None, help="TFLite int8: int8 input/output tensors")
+    io = s.add_mutually_exclusive_group()
+    io.add_argument("--int8-io", action="store_true", default=None,
+                    help="TFLite int8: int8 input/output tensors (the tflite-int8 preset's default)")
+    io.add_argument("--float-io", action="store_true", help="TFLite int8: float input/output tensors (the default "
+                    "without a preset)")
     s.add_argument("--verify-data", help="HR images or benchmark folder for the quantized Y-PSNR check")
     s.add_argument("--max-loss-db", type=float, help="allowed Y-PSNR loss of fp16/int8 (default 0.05 / 0.3)")
     s.add_argument("--opset", type=int)

@@ -198,8 +198,8 @@ def to_int8(flat: bytes, channels: int, size, io: str) -> bytes:
     """``flat`` quantized as ``tinysr export --precision int8`` quantizes (:func:`tinysr.export.quantize.tflite_int8`),
     calibrated on two fixed random inputs (int8 kernels take the same time whatever the values): RGB in [0, 1]
     (the exporter's fixed input range) for a 3-channel input, else standard-normal feature maps (calibrated
-    range). ``io``: ``"float"`` for a whole network (as exported), ``"int8"`` for a table entry (inside a
-    network its tensors are int8 already: no QUANTIZE / DEQUANTIZE at its edges)."""
+    range). ``io``: ``"int8"`` for a table entry (inside a network its tensors are int8 already: no QUANTIZE /
+    DEQUANTIZE at its edges) and for a whole network (as a phone runs it), ``"float"`` for float I/O."""
     from tinysr.export.quantize import tflite_int8
 
     rng = np.random.default_rng(0)
@@ -232,18 +232,20 @@ def convert_part(module: nn.Module, channels: int, size, op: str | None = None, 
 
 def convert_network(model: nn.Module, size, quiet: bool = True, precision: str = "fp32") -> bytes:
     """The .tflite of a whole network (RGB input of ``size``), as ``tinysr export`` converts it (its deployed
-    form: a network with a training-time form collapsed first); ``int8``: quantized as exported (float I/O)."""
+    form: a network with a training-time form collapsed first); ``int8``: quantized as exported for a phone (int8
+    I/O, as the ``tflite-int8`` preset, the Android demo and ``tinysr pareto`` export it)."""
     from tinysr.export.tflite_convert import convert_tflite
     from tinysr.models.mobile import deploy
 
     with torch.no_grad(), quiet_fds(quiet):
         flat = convert_tflite(deploy(model).eval(), tuple(size), mode="mobile")
-    return to_int8(flat, 3, size, io="float") if precision == "int8" else flat
+    return to_int8(flat, 3, size, io="int8") if precision == "int8" else flat
 
 
 def convert_genotype(genotype: Genotype, scale: int, n_feats: int, size, cache_dir=None, precision: str = "fp32") -> bytes:
     """The .tflite of ``CellSR(genotype, scale, n_feats)`` on a ``size`` input (random weights), cached;
-    of ``TrilevelSR(genotype, scale, n_feats)`` for a trilevel genotype; ``int8``: quantized as exported."""
+    of ``TrilevelSR(genotype, scale, n_feats)`` for a trilevel genotype; ``int8``: quantized as a phone runs it
+    (:func:`convert_network`)."""
     import hashlib
 
     from tinysr.models.tpsr import CellSR
@@ -257,7 +259,7 @@ def convert_genotype(genotype: Genotype, scale: int, n_feats: int, size, cache_d
 
     h, w = size
     digest = hashlib.sha1(str(genotype).encode()).hexdigest()[:12]
-    tag = "" if precision == "fp32" else f"_{precision}"
+    tag = "" if precision == "fp32" else "_int8io"  # int8 I/O (earlier caches' float-I/O networks: _int8)
     return convert_cached(make, cache_dir, f"net_{digest}_n{n_feats}_x{scale}_{h}x{w}{tag}.tflite")
 
 
@@ -502,8 +504,8 @@ def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr"
     as a user sees it) or ``thread-cpu`` (host, 1 thread: the CPU time of the invoking thread,
     which leaves out waiting for a core on a busy shared machine); the table records it, and its
     calibration and validation time with the same clock. ``precision``: ``int8`` times every model
-    quantized as ``tinysr export --precision int8`` quantizes it (:func:`to_int8`: entries with int8 I/O,
-    whole networks with float I/O as exported); the table records it, and its calibration and validation
+    quantized as ``tinysr export --precision int8`` quantizes it (:func:`to_int8`, int8 I/O as the phone presets
+    export it); the table records it, and its calibration and validation
     convert their networks alike.
     """
     if precision not in PRECISIONS:
@@ -589,7 +591,7 @@ def build_lut(device: str = "host", runtime: str = "litert", space: str = "tpsr"
         "date": now_utc(),
         "precision": precision,
         "method": (f"each entry converted on its own (convert_tflite mode=mobile, NHWC, random weights"
-                   f"{'; int8: quantized as tinysr export does, entries with int8 I/O, networks with float I/O' if precision == 'int8' else ''}) and timed "
+                   f"{'; int8: quantized as tinysr export does, entries and networks with int8 I/O' if precision == 'int8' else ''}) and timed "
                    f"whole: {warmup} warm-up runs, then at least {rounds} interleaved rounds over all entries, each "
                    f"round opened and closed by the reference network '{reference}' (one untimed run per model and "
                    f"round, then {max(1, math.ceil(int(runs) / rounds))} timed runs), more rounds for entries whose "
