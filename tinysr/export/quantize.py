@@ -367,10 +367,8 @@ class _Int8Rewriter:
         self.graph_inputs = [int(t) for t in self.sg.inputs]
         self.acts = set(self.producer) | set(self.graph_inputs)
         self.quantized_op = [self._quantizable(k, op, float_ops) for k, op in enumerate(self.sg.operators)]
-        self._prelu_forms: dict[int, str] = {}
-        for op in self.sg.operators:
-            if self.name(op) == "PRELU":
-                self.prelu_form(op)
+        # decided on the float slopes, before quantize_constants rewrites them to int8
+        self.prelu_forms = {id(op): self._prelu_form(op) for op in self.sg.operators if self.name(op) == "PRELU"}
         self.params: dict[int, tuple[float, int]] = {}
 
     # -- helpers ------------------------------------------------------------------------------
@@ -389,14 +387,13 @@ class _Int8Rewriter:
         shape = [int(v) for v in tensor.shape] if tensor.shape is not None else []
         return np.frombuffer(data.tobytes(), dtype).reshape(shape)
 
-    def prelu_form(self, op) -> str:
+    def _prelu_form(self, op) -> str:
         """How a quantized PRELU is written: ``"leaky"`` (one slope: LEAKY_RELU), ``"sum"`` (per-channel slopes:
         ``x + (slopes - 1) * MINIMUM(x, 0)``) or ``"prelu"`` (the int8 PRELU kernel, ``fast_prelu=False``)."""
-        if id(op) not in self._prelu_forms:  # decided on the float slopes, before they are rewritten to int8
-            alpha = self.const(int(op.inputs[1]))
-            self._prelu_forms[id(op)] = "prelu" if not self.fast_prelu else "leaky" if np.all(alpha == alpha.flat[0]) \
-                else "sum"
-        return self._prelu_forms[id(op)]
+        if not self.fast_prelu:
+            return "prelu"
+        alpha = self.const(int(op.inputs[1]))
+        return "leaky" if np.all(alpha == alpha.flat[0]) else "sum"
 
     def const_int8(self, t: int) -> np.ndarray:
         return np.frombuffer(fb.buffer_data(self.m, self.sg.tensors[t].buffer, self.raw).tobytes(), np.int8)
@@ -555,7 +552,7 @@ class _Int8Rewriter:
             name = self.name(op)
             oc = self.m.operatorCodes[op.opcodeIndex]
             oc.version = max(oc.version, _INT8_VERSION.get(name, 1))
-            if name == "PRELU" and self.prelu_form(op) == "sum":
+            if name == "PRELU" and self.prelu_forms[id(op)] == "sum":
                 new_ops.extend(self.prelu_as_sum(op))
             else:
                 new_ops.append(op)
@@ -642,7 +639,7 @@ class _Int8Rewriter:
                 self.replace_input(op, 2, nb)
         elif name == "PRELU":
             alpha = self.const(ins[1]).astype(np.float64)
-            if self.prelu_form(op) == "leaky":
+            if self.prelu_forms[id(op)] == "leaky":
                 # One slope for all channels: exactly LEAKY_RELU, whose int8 kernel XNNPACK runs.
                 op.opcodeIndex = self.opcode("LEAKY_RELU")
                 op.inputs = [ins[0]]
@@ -650,7 +647,7 @@ class _Int8Rewriter:
                 op.builtinOptions = self.s.LeakyReluOptionsT()
                 op.builtinOptions.alpha = float(alpha.flat[0])
                 return
-            if self.prelu_form(op) == "sum":
+            if self.prelu_forms[id(op)] == "sum":
                 alpha = alpha - 1.0  # the MUL constant of x + (slopes - 1) * min(x, 0)
             amax = float(np.abs(alpha).max())
             a_scale = amax / 127.0 if amax > 0 else 1.0

@@ -445,3 +445,25 @@ def trilevel_demo_x4(genotype=TRILEVEL_DEMO_GENOTYPE, n_feats=16):
                 "which takes its learnt ranges")
 def trilevel_demo_x4_qat(genotype=TRILEVEL_DEMO_GENOTYPE, n_feats=16):
     return TrilevelSR(genotype, 4, n_feats)
+
+
+#: The trilevel search's derived networks at the Pareto comparison's three budgets
+#: (tinysr/configs/search_trilevel_pareto_{quicksrnet_s,xlsr,quicksrnet_m}.yaml: up to eight cells, the efficiency
+#: term at 95% of quicksrnet_s_x4's / xlsr_x4's / quicksrnet_m_x4's measured fp32 latency, two-sided band),
+#: trained with the common recipe (README "Choosing a network").
+TRILEVEL_AT_QUICKSRNET_S = "B mb3:48+mb3:48 mb3:32+mb3:32 mb3:32+mb3:32 mb3:32+mb3:32 up"
+TRILEVEL_AT_XLSR = "B mb3:48+mb3:48 mb3:48+mb3:48 mb3:48+conv3 mb3:48+mb3:48 mb3:48+mb3:48 up"
+
+
+@register_model("trilevel_at_quicksrnet_s_x4", family="trilevel", scale=4, weights="trilevel_at_quicksrnet_s_x4.pt",
+                description="trilevel search within QuickSRNet-small's latency "
+                            "(tinysr/configs/search_trilevel_pareto_quicksrnet_s.yaml), common recipe")
+def trilevel_at_quicksrnet_s_x4(genotype=TRILEVEL_AT_QUICKSRNET_S, n_feats=16):
+    return TrilevelSR(genotype, 4, n_feats)
+
+
+@register_model("trilevel_at_xlsr_x4", family="trilevel", scale=4, weights="trilevel_at_xlsr_x4.pt",
+                description="trilevel search within XLSR's latency (tinysr/configs/search_trilevel_pareto_xlsr.yaml), "
+                            "common recipe")
+def trilevel_at_xlsr_x4(genotype=TRILEVEL_AT_XLSR, n_feats=16):
+    return TrilevelSR(genotype, 4, n_feats)
