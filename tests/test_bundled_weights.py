@@ -58,7 +58,8 @@ def test_bundled_gan_weights_reproduce_their_perceptual_scores(bench, weights_di
 # only the model differing, and bundled from the run's last step (no checkpoint chosen on a test set).
 PARETO = ["xlsr_x4", "quicksrnet_m_x4", "tpsr_pareto_x4", "quicksrnet_s_x4", "abpn_x4", "espcn_x4", "sesr_m5_x4",
           "fsrcnn_x4", "search_demo_x4", "trilevel_demo_x4", "searched_at_quicksrnet_s_x4", "searched_at_xlsr_x4",
-          "searched_at_quicksrnet_m_x4", "edsr_f32b5_x4", "quicksrnet_l_x4"]
+          "searched_at_quicksrnet_m_x4", "edsr_f32b5_x4", "quicksrnet_l_x4", "trilevel_at_quicksrnet_s_x4",
+          "trilevel_at_xlsr_x4", "trilevel_at_quicksrnet_m_x4"]
 
 
 def _common_recipe() -> dict:

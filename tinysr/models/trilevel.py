@@ -453,6 +453,8 @@ def trilevel_demo_x4_qat(genotype=TRILEVEL_DEMO_GENOTYPE, n_feats=16):
 #: trained with the common recipe (README "Choosing a network").
 TRILEVEL_AT_QUICKSRNET_S = "B mb3:48+mb3:48 mb3:32+mb3:32 mb3:32+mb3:32 mb3:32+mb3:32 up"
 TRILEVEL_AT_XLSR = "B mb3:48+mb3:48 mb3:48+mb3:48 mb3:48+conv3 mb3:48+mb3:48 mb3:48+mb3:48 up"
+TRILEVEL_AT_QUICKSRNET_M = ("B res3:24+mb3:48 mb3:48+mb3:48 mb3:48+mb3:48 mb3:48+mb3:48 mb3:32+mb3:32 mb3:32+res3:16 "
+                            "up")
 
 
 @register_model("trilevel_at_quicksrnet_s_x4", family="trilevel", scale=4, weights="trilevel_at_quicksrnet_s_x4.pt",
@@ -466,4 +468,11 @@ def trilevel_at_quicksrnet_s_x4(genotype=TRILEVEL_AT_QUICKSRNET_S, n_feats=16):
                 description="trilevel search within XLSR's latency (tinysr/configs/search_trilevel_pareto_xlsr.yaml), "
                             "common recipe")
 def trilevel_at_xlsr_x4(genotype=TRILEVEL_AT_XLSR, n_feats=16):
+    return TrilevelSR(genotype, 4, n_feats)
+
+
+@register_model("trilevel_at_quicksrnet_m_x4", family="trilevel", scale=4, weights="trilevel_at_quicksrnet_m_x4.pt",
+                description="trilevel search within QuickSRNet-medium's latency "
+                            "(tinysr/configs/search_trilevel_pareto_quicksrnet_m.yaml), common recipe")
+def trilevel_at_quicksrnet_m_x4(genotype=TRILEVEL_AT_QUICKSRNET_M, n_feats=16):
     return TrilevelSR(genotype, 4, n_feats)
