@@ -472,8 +472,8 @@ def test_rescale_follows_a_slower_host(lut, tmp_path, monkeypatch, capsys):
 
 
 def test_relative_validation_cancels_a_slower_host(lut, monkeypatch):
-    """A host uniformly 1.5x slower than at build time: the absolute error grows by about a third, the
-    relative one (networks / reference timed in the same rounds) stays."""
+    """A host uniformly 1.5x slower than at build time: the absolute comparison's signed error drops by about a
+    third, the relative one (networks / reference timed in the same rounds) stays."""
     from tinysr.profile.predict import validate
 
     kw = dict(samples=4, seed=3, runs=20, warmup=2, rounds=5, cache_dir=lut.parent / "cache")
@@ -492,9 +492,11 @@ def test_relative_validation_cancels_a_slower_host(lut, monkeypatch):
     gap = slow["stats_relative"]["mean_signed_pct"] - slow["stats_absolute"]["mean_signed_pct"]
     calm_gap = calm["stats_relative"]["mean_signed_pct"] - calm["stats_absolute"]["mean_signed_pct"]
     assert gap > calm_gap + 20, (gap, calm_gap)
-    grew_abs = slow["stats_absolute"]["median_abs_pct"] - calm["stats_absolute"]["median_abs_pct"]
-    assert grew_abs > 10
-    assert abs(slow["stats_relative"]["median_abs_pct"] - calm["stats_relative"]["median_abs_pct"]) < grew_abs
+    # the relative comparison's typical error barely moves. (The absolute one's median |error| need not grow: when
+    # the calm validation already over-predicts, as after a drift between build and validation, the slow-down
+    # shrinks it; measured once in a clean-clone run: +1.7 points.)
+    moved_rel = abs(slow["stats_relative"]["median_abs_pct"] - calm["stats_relative"]["median_abs_pct"])
+    assert moved_rel < abs(shift_abs) / 2, (calm["stats_relative"], slow["stats_relative"], shift_abs)
     # the absolute comparison as the headline, on request; a table without relative entries has only that one
     absolute = validate(lut, compare="absolute", **dict(kw, samples=2, runs=2, rounds=1))
     assert absolute["comparison"] == "absolute" and absolute["stats"] == absolute["stats_absolute"]
