@@ -3,8 +3,8 @@
 :func:`tinysr.export.quantize.tflite_int8` quantizes the float TFLite graph of a network: int8
 activations with one asymmetric range per tensor, int8 convolution weights symmetric per output
 channel (``max|w| / 127``, values in [-127, 127]), int32 biases, a PReLU with one slope as LEAKY_RELU
-(float slope), one with per-channel slopes as ``x + (slopes - 1) * min(x, 0)`` in int8 ops. :class:`QATModel` is that graph in training form, on the
-PyTorch side:
+(float slope), one with per-channel slopes as ``x + (slopes - 1) * min(x, 0)`` in int8 ops.
+:class:`QATModel` is that graph in training form, on the PyTorch side:
 
 * the network in its deployed form (:func:`tinysr.models.mobile.deploy`: a collapsible block
   collapsed, exactly what the exporter converts), traced with :func:`torch.fx.symbolic_trace`;

@@ -22,8 +22,8 @@
     XNNPACK graph (6.5-8.4 ms per 16-channel 180x320 tensor on a 2-core AMD EPYC, ten times the
     3x3 convolution before it), so a PRELU is written as int8 ops XNNPACK runs: one slope, the
     equivalent LEAKY_RELU; per-channel slopes, ``x + (slopes - 1) * MINIMUM(x, 0)`` (MINIMUM,
-    MUL, ADD; see :func:`prelu_product_params`). Ops without an int8 form (or listed in ``float_ops``) stay
-    float with DEQUANTIZE / QUANTIZE only where an int8 tensor meets them.
+    MUL, ADD; see :func:`prelu_product_params`). Ops without an int8 form (or listed in
+    ``float_ops``) stay float with DEQUANTIZE / QUANTIZE only where an int8 tensor meets them.
 ``onnx_int8``
     ONNX Runtime static quantization (QDQ format, int8, per-channel weights) calibrated on the
     same samples.
