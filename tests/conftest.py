@@ -147,8 +147,6 @@ def killed_and_resumed(cfg_path: Path, out: Path, reference: Path, at_step: int,
     """SIGKILL ``tinysr train CFG`` once it has checkpointed ``at_step`` steps (:func:`train_and_kill`), resume it
     in this process, and check that it ends at ``steps`` with exactly the weights of the uninterrupted run in
     ``reference``; returns both ``last.pt`` checkpoints (resumed, reference) for the caller's own checks."""
-    import torch
-
     from tinysr.checkpoint import read_checkpoint
     from tinysr.cli.main import main
 

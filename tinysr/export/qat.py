@@ -149,6 +149,11 @@ def _bias_values_fq(b: torch.Tensor | None, w: torch.Tensor, in_scale: float | N
     return b + (torch.round(b.detach() / step) * step - b.detach())
 
 
+def _qparams(fq) -> tuple[float, int]:
+    """A fake-quant point's current int8 (scale, zero point)."""
+    return float(fq.scale.reshape(-1)[0]), int(fq.zero_point.reshape(-1)[0])
+
+
 def _symmetric_fq(a: torch.Tensor) -> torch.Tensor:
     """int8 symmetric per tensor (``max|a| / 127``, [-127, 127]), as the exporter writes a PReLU's constants."""
     amax = float(a.detach().abs().max())
@@ -215,7 +220,7 @@ class _FakeQuantInterpreter(fx.Interpreter):
         a reshape or a multiplication by a number, which the converter folds into the next convolution)."""
         fq, node = self.source_point(node)
         if fq is not None:
-            return float(fq.scale.reshape(-1)[0])
+            return _qparams(fq)[0]
         if isinstance(node, fx.Node) and node.op == "call_function" and node.target in (operator.mul, torch.mul) \
                 and len(node.args) == 2 and isinstance(node.args[1], (int, float)):
             s = self.input_scale(node.args[0])
@@ -236,8 +241,7 @@ class _FakeQuantInterpreter(fx.Interpreter):
             raise QATError(f"PReLU {n.target!r}: its input has no int8 range of its own, which the int8 graph's "
                            "PReLU needs")
         c = _symmetric_fq(slopes - 1.0)
-        scale, zp = prelu_product_params((float(fq.scale.reshape(-1)[0]), int(fq.zero_point.reshape(-1)[0])),
-                                         c.detach().double().numpy())
+        scale, zp = prelu_product_params(_qparams(fq), c.detach().double().numpy())
         prod = torch.fake_quantize_per_tensor_affine(torch.clamp(x, max=0.0) * c.reshape(1, -1, 1, 1), scale, zp,
                                                      -128, 127)
         return x + prod
@@ -386,11 +390,7 @@ class QATModel(nn.Module):
 
     def qparams(self) -> dict[str, tuple[float, int]]:
         """Per traced node with a point: the (scale, zero point) the fake quantization uses now."""
-        out = {}
-        for node, key in self.points.items():
-            fq = self.fq[key]
-            out[node] = (float(fq.scale.reshape(-1)[0]), int(fq.zero_point.reshape(-1)[0]))
-        return out
+        return {node: _qparams(self.fq[key]) for node, key in self.points.items()}
 
 
 def learnt_tensor_params(qat: QATModel, flat: bytes) -> dict[int, tuple[float, int]]:

@@ -432,21 +432,6 @@ def trilevel_x4(genotype=DEFAULT_GENOTYPE, n_feats=16):
 
 #: The trilevel search demo's derived network (tinysr/configs/search_trilevel_demo.yaml, README "Trilevel search").
 TRILEVEL_DEMO_GENOTYPE = "B mb3:48+mb3:48 mb3:32+mb3:32 mb3:48+mb3:48 mb3:48+mb3:48 up"
-
-
-@register_model("trilevel_demo_x4", family="trilevel", scale=4, weights="trilevel_demo_x4.pt",
-                description="the trilevel search demo's derived network, trained with the Pareto comparison's recipe")
-def trilevel_demo_x4(genotype=TRILEVEL_DEMO_GENOTYPE, n_feats=16):
-    return TrilevelSR(genotype, 4, n_feats)
-
-
-@register_model("trilevel_demo_x4_qat", family="trilevel", scale=4, weights="trilevel_demo_x4_qat.pt",
-                description="trilevel_demo_x4, quantization-aware trained (tinysr/configs/qat_x4.yaml): for int8 export, "
-                "which takes its learnt ranges")
-def trilevel_demo_x4_qat(genotype=TRILEVEL_DEMO_GENOTYPE, n_feats=16):
-    return TrilevelSR(genotype, 4, n_feats)
-
-
 #: The trilevel search's derived networks at the Pareto comparison's three budgets
 #: (tinysr/configs/search_trilevel_pareto_{quicksrnet_s,xlsr,quicksrnet_m}.yaml: up to eight cells, the efficiency
 #: term at 95% of quicksrnet_s_x4's / xlsr_x4's / quicksrnet_m_x4's measured fp32 latency, two-sided band),
@@ -456,23 +441,20 @@ TRILEVEL_AT_XLSR = "B mb3:48+mb3:48 mb3:48+mb3:48 mb3:48+conv3 mb3:48+mb3:48 mb3
 TRILEVEL_AT_QUICKSRNET_M = ("B res3:24+mb3:48 mb3:48+mb3:48 mb3:48+mb3:48 mb3:48+mb3:48 mb3:32+mb3:32 mb3:32+res3:16 "
                             "up")
 
-
-@register_model("trilevel_at_quicksrnet_s_x4", family="trilevel", scale=4, weights="trilevel_at_quicksrnet_s_x4.pt",
-                description="trilevel search within QuickSRNet-small's latency "
-                            "(tinysr/configs/search_trilevel_pareto_quicksrnet_s.yaml), common recipe")
-def trilevel_at_quicksrnet_s_x4(genotype=TRILEVEL_AT_QUICKSRNET_S, n_feats=16):
-    return TrilevelSR(genotype, 4, n_feats)
-
-
-@register_model("trilevel_at_xlsr_x4", family="trilevel", scale=4, weights="trilevel_at_xlsr_x4.pt",
-                description="trilevel search within XLSR's latency (tinysr/configs/search_trilevel_pareto_xlsr.yaml), "
-                            "common recipe")
-def trilevel_at_xlsr_x4(genotype=TRILEVEL_AT_XLSR, n_feats=16):
-    return TrilevelSR(genotype, 4, n_feats)
-
-
-@register_model("trilevel_at_quicksrnet_m_x4", family="trilevel", scale=4, weights="trilevel_at_quicksrnet_m_x4.pt",
-                description="trilevel search within QuickSRNet-medium's latency "
-                            "(tinysr/configs/search_trilevel_pareto_quicksrnet_m.yaml), common recipe")
-def trilevel_at_quicksrnet_m_x4(genotype=TRILEVEL_AT_QUICKSRNET_M, n_feats=16):
-    return TrilevelSR(genotype, 4, n_feats)
+# Trilevel networks with bundled weights (NAME.pt): trilevel_x4 with the genotype as the entry's default.
+for _name, _genotype, _what in (
+        ("trilevel_demo_x4", TRILEVEL_DEMO_GENOTYPE,
+         "the trilevel search demo's derived network, trained with the Pareto comparison's recipe"),
+        ("trilevel_demo_x4_qat", TRILEVEL_DEMO_GENOTYPE,
+         "trilevel_demo_x4, quantization-aware trained (tinysr/configs/qat_x4.yaml): for int8 export, which takes "
+         "its learnt ranges"),
+        ("trilevel_at_quicksrnet_s_x4", TRILEVEL_AT_QUICKSRNET_S,
+         "trilevel search within QuickSRNet-small's latency (tinysr/configs/search_trilevel_pareto_quicksrnet_s.yaml), "
+         "common recipe"),
+        ("trilevel_at_xlsr_x4", TRILEVEL_AT_XLSR,
+         "trilevel search within XLSR's latency (tinysr/configs/search_trilevel_pareto_xlsr.yaml), common recipe"),
+        ("trilevel_at_quicksrnet_m_x4", TRILEVEL_AT_QUICKSRNET_M,
+         "trilevel search within QuickSRNet-medium's latency "
+         "(tinysr/configs/search_trilevel_pareto_quicksrnet_m.yaml), common recipe")):
+    register_model(_name, family="trilevel", scale=4, weights=f"{_name}.pt", description=_what,
+                   genotype=_genotype)(trilevel_x4)
